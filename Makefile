@@ -1,0 +1,65 @@
+# One entry point for developers and CI. Every target installs what it needs first (scripts/bootstrap.sh).
+SHELL := /bin/bash
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
+export PATH := $(VENV)/bin:$(PATH)
+PREFIX ?= demo
+ETCD_LINE ?= 3.6
+PYTEST ?= $(PY) -m pytest
+# Every etcd line is installed by `make etcd`: a missing one must fail the functional tests, not skip them.
+export ETCDOPS_REQUIRE_ALL_LINES := 1
+
+.PHONY: help bootstrap test test-fast unit functional sanity lint integration molecule demo lab-up lab-down status etcd clean
+
+help:
+	@echo "make test        everything CI runs: unit, functional, sanity, lint, lab integration, molecule"
+	@echo "make test-fast   the quick subset (no Docker lab): unit, functional (loopback etcd), sanity, lint"
+	@echo "make demo        lab up -> status table -> lab down"
+	@echo "make lab-up PREFIX=x ETCD_LINE=3.5 / make lab-down PREFIX=x / make status PREFIX=x"
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+# The etcd builds of every line (cached in /var/cache/etcdops): functional and lab tests need them all.
+etcd:
+	@bash scripts/install-etcd.sh --no-smoke
+
+test: bootstrap etcd
+	$(PYTEST) tests
+
+test-fast: bootstrap etcd
+	$(PYTEST) -m "not lab and not molecule" tests
+
+unit: bootstrap
+	$(PYTEST) tests/unit
+
+functional: bootstrap etcd
+	$(PYTEST) -m functional tests
+
+sanity: bootstrap
+	$(PYTEST) -m quality tests/quality -k sanity
+
+lint: bootstrap
+	$(PYTEST) -m quality tests/quality -k lint
+
+integration: bootstrap etcd
+	$(PYTEST) -m lab tests/integration
+
+molecule: bootstrap
+	$(PYTEST) -m molecule tests/integration
+
+lab-up: bootstrap
+	$(PY) tests/lab/lab.py up --prefix $(PREFIX) --etcd-line $(ETCD_LINE)
+
+lab-down: bootstrap
+	$(PY) tests/lab/lab.py down --prefix $(PREFIX)
+
+status: bootstrap
+	ansible-playbook -i .lab/$(PREFIX)/inventory.yml playbooks/status.yml
+
+demo: bootstrap
+	bash scripts/demo.sh $(PREFIX) $(ETCD_LINE)
+
+clean:
+	rm -rf .build tests/output
