@@ -1,0 +1,416 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private: a backup of an etcd cluster into a store, composed of the snapshot, stream and store utils.
+
+The flow, one pass over the snapshot stream::
+
+    member --Snapshot RPC--> TrailerCheck (sha256) --+--> zstd --> age --> store.put_object (multipart)
+                                                     |
+                                                     +--> scratch file (0600, in a 0700 directory)
+                                                            `--> database_status() in a thread, started as soon
+                                                                 as the stream has ended and its trailer matched
+
+Why a scratch file: the hash, revision and key count that ``etcdutl snapshot status`` prints come from a walk
+of the complete bbolt database (pages refer to pages anywhere in the file), which the stream alone cannot
+give. The raw verified stream is therefore written to a scratch file as it passes; the status is read from it
+while the rest of the backup (end of the upload, the resources object) goes on, and the file is removed at the
+end, on success and on failure. It needs as much free space as the database, for the length of the backup.
+
+A backup exists when its metadata object exists (``_store``): it is written last, after the snapshot object,
+the resources object and its metadata, and only when the status was read. Any failure before raises, the
+store aborts the upload it was doing, objects already stored for this backup id are deleted (best effort: an
+interrupted run's leftovers are invisible to listings anyway and ``remove_incomplete`` cleans them).
+
+Fail-over: when the stream from one member breaks (the member dies, the trailer does not match) or its
+database cannot be read, the next member in the order ``_snapshot.candidates`` gave is asked. A failure of the
+store, of encryption or of the scratch file ends the backup at once: another member would not help.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import socket
+import threading
+import time
+
+from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import (
+    SnapshotError,
+    database_status,
+    stream_from,
+)
+from ansible_collections.etcdops.etcd.plugins.module_utils._store import (
+    LocalStore,
+    ResourceArchive,
+    S3Store,
+    StoreError,
+    etcd_location,
+    new_backup_id,
+    object_name,
+    resources_location,
+)
+from ansible_collections.etcdops.etcd.plugins.module_utils._streams import (
+    Meter,
+    StreamError,
+    age_encrypt,
+    parse_recipients,
+    zstd_compress,
+)
+
+MEGABYTE = 1000 * 1000.0
+DEFAULT_SCRATCH_DIR = '/var/lib/etcd-backup-scratch'
+SNAPSHOT_OBJECT = 'snapshot.db'
+RESOURCES_OBJECT = 'kubernetes.tar'
+DEFAULT_RESOURCE_ROOT = '/etc/kubernetes'
+DEFAULT_RESOURCE_PATHS = ['pki', 'manifests']
+CLEAR_TEXT_WARNING = ('no age recipient given: the %s object is stored unencrypted, and it holds %s. Give '
+                      'recipients (age public keys) so that only the holders of the identities can read it')
+
+
+class BackupError(Exception):
+    """The backup failed; ``msg`` names what to check, ``kind`` is a short name, ``tried`` the members asked."""
+
+    def __init__(self, msg, kind='other', tried=None):
+        super(BackupError, self).__init__(msg)
+        self.msg = msg
+        self.kind = kind
+        self.tried = tried or []
+
+
+# -- module options shared by etcd_backup, etcd_backup_info and etcd_backup_prune -----------------------------
+
+def store_argument_spec():
+    """Options naming a store and a cluster's place in it (doc fragment etcdops.etcd.backup_store)."""
+    return dict(
+        store=dict(type='str', default='s3', choices=['s3', 'local']),
+        cluster_name=dict(type='str', required=True),
+        etcd_cluster=dict(type='str', default='main'),
+        directory=dict(type='path'),
+        bucket=dict(type='str'),
+        prefix=dict(type='str', default=''),
+        endpoint_url=dict(type='str'),
+        region=dict(type='str'),
+        path_style=dict(type='bool', default=False),
+        sse=dict(type='str', choices=['AES256', 'aws:kms']),
+        kms_key_id=dict(type='str', no_log=False),
+        storage_class=dict(type='str'),
+        access_key=dict(type='str', no_log=False),
+        secret_key=dict(type='str', no_log=True),
+        session_token=dict(type='str', no_log=True),
+        ca_bundle=dict(type='path'),
+        validate_certs=dict(type='bool', default=True),
+    )
+
+
+def unused_connection_spec():
+    """The connection options, accepted and ignored (module_defaults of the action group apply to every module)."""
+    return dict(endpoints=dict(type='list', elements='str'), ca_cert=dict(type='path'), client_cert=dict(type='path'),
+                client_key=dict(type='path', no_log=False), user=dict(type='str'),
+                password=dict(type='str', no_log=True), dial_timeout=dict(type='float'),
+                command_timeout=dict(type='float'))
+
+
+STORE_REQUIRED_IF = [('store', 's3', ['bucket']), ('store', 'local', ['directory'])]
+
+
+def store_from_params(params):
+    """The Store the options name (StoreError when they do not make one)."""
+    if params['store'] == 'local':
+        return LocalStore(params['directory'])
+    return S3Store(params['bucket'], prefix=params['prefix'], endpoint_url=params['endpoint_url'],
+                   region=params['region'], path_style=params['path_style'], sse=params['sse'],
+                   kms_key_id=params['kms_key_id'], storage_class=params['storage_class'],
+                   access_key=params['access_key'], secret_key=params['secret_key'],
+                   session_token=params['session_token'], ca_bundle=params['ca_bundle'],
+                   validate_certs=params['validate_certs'])
+
+
+def store_summary(store, location):
+    """What a result says of where backups go (never a credential)."""
+    summary = dict(type='local' if isinstance(store, LocalStore) else 's3', url=store.describe(location.path + '/'))
+    if isinstance(store, S3Store):
+        summary.update(bucket=store.bucket, prefix=store.prefix, endpoint=store.endpoint)
+    else:
+        summary.update(directory=store.directory)
+    return summary
+
+
+# -- recipients --------------------------------------------------------------------------------------------
+
+def recipient_keys(keys=None, key_file=None):
+    """The age public keys (age1... strings) from a list and/or a file of them (the format of ``age -R``)."""
+    texts = list(keys or [])
+    if key_file:
+        try:
+            with open(key_file, 'r') as handle:
+                texts.append(handle.read())
+        except (IOError, OSError) as exc:
+            raise StreamError('cannot read the recipients file %s: %s' % (key_file, exc.strerror or exc))
+    lines = []
+    for text in texts:
+        for line in str(text).splitlines():
+            line = line.strip()
+            if line and not line.startswith('#') and line not in lines:
+                lines.append(line)
+    if lines:
+        parse_recipients(lines)  # refuses secret keys and malformed keys, without repeating a secret
+    return lines
+
+
+# -- the scratch file --------------------------------------------------------------------------------------
+
+class ScratchStatus(object):
+    """Pass the checked snapshot stream through while writing it to a scratch file; once the stream has ended
+    (its trailer matched: TrailerCheck raises otherwise), read the file's status in a thread."""
+
+    def __init__(self, chunks, path):
+        self._chunks = chunks
+        self.path = path
+        self._thread = None
+        self._status = None
+        self._error = None
+
+    def __iter__(self):
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'wb') as out:
+            for chunk in self._chunks:
+                out.write(chunk)
+                yield chunk
+        self._thread = threading.Thread(target=self._read_status, name='snapshot-status')
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _read_status(self):
+        try:
+            self._status = database_status(self.path)
+        except BaseException as exc:  # pylint: disable=broad-except
+            self._error = exc
+
+    def close(self):
+        close = getattr(self._chunks, 'close', None)
+        if close is not None:
+            close()
+
+    def status(self):
+        """database_status() of the complete snapshot; SnapshotError when it cannot be read."""
+        if self._thread is None:
+            raise SnapshotError('the snapshot stream did not end: no status to read', kind='truncated')
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._status
+
+
+def prepare_scratch_dir(path):
+    """Create the scratch directory 0700 (root only: the scratch file is a whole snapshot); True if created."""
+    created = False
+    if not os.path.isdir(path):
+        try:
+            os.makedirs(path, 0o700)
+            created = True
+        except OSError as exc:
+            raise BackupError('cannot create the scratch directory %s: %s; set scratch_dir to a directory on a file '
+                              'system with room for one snapshot' % (path, exc.strerror or exc), kind='scratch')
+    try:
+        os.chmod(path, 0o700)
+    except OSError as exc:
+        raise BackupError('cannot set mode 0700 on the scratch directory %s: %s' % (path, exc.strerror or exc),
+                          kind='scratch')
+    return created
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+# -- the backup --------------------------------------------------------------------------------------------
+
+def _pipeline(chunks, recipients, level):
+    data = zstd_compress(chunks, level=level, threads=1)
+    if recipients:
+        data = age_encrypt(data, recipients)
+    return data
+
+
+def _forget(store, location, backup_id):
+    """Best-effort removal of what this backup id stored before it failed (no metadata was written)."""
+    try:
+        store.delete_backups(location, [backup_id])
+    except Exception:  # pylint: disable=broad-except
+        pass
+
+
+class Backup(object):
+    """One backup run: options in, ``run(client, order)`` does it, ``result`` out."""
+
+    def __init__(self, store, cluster_name, etcd_cluster='main', recipients=None, resources=True,
+                 resources_recipients=None, resource_root=DEFAULT_RESOURCE_ROOT, resource_paths=None,
+                 scratch_dir=DEFAULT_SCRATCH_DIR, compression_level=3, timeout=None, progress=None, backup_id=None):
+        self.store = store
+        self.cluster_name = cluster_name
+        self.etcd_cluster = etcd_cluster
+        self.location = etcd_location(cluster_name, etcd_cluster)
+        self.resources_location = resources_location(cluster_name)
+        self.recipients = list(recipients or [])
+        self.resources = resources
+        self.resources_recipients = list(resources_recipients or [])
+        self.resource_root = resource_root
+        self.resource_paths = list(resource_paths or DEFAULT_RESOURCE_PATHS)
+        self.scratch_dir = scratch_dir
+        self.compression_level = compression_level
+        self.timeout = timeout
+        self.progress = progress
+        self.backup_id = backup_id or new_backup_id()
+        self.tried = []
+
+    def run(self, client, order, cluster_id):
+        """Back up from the first member of order that streams a complete, readable snapshot; the result dict."""
+        started = time.time()
+        if self.resources:
+            try:
+                ResourceArchive(self.resource_root, self.resource_paths)  # every path exists: checked before streaming
+            except StoreError as exc:
+                raise BackupError('resources: %s' % exc, kind='resources')
+        created = prepare_scratch_dir(self.scratch_dir)
+        scratch = os.path.join(self.scratch_dir, '.%s-%s.db' % (self.etcd_cluster, self.backup_id))
+        try:
+            for candidate in order:
+                attempt = self._attempt(client, candidate, scratch)
+                if attempt is not None:
+                    return self._finish(attempt, candidate, cluster_id, started)
+        finally:
+            _remove(scratch)
+            if created:
+                try:
+                    os.rmdir(self.scratch_dir)
+                except OSError:
+                    pass
+        raise BackupError('no member streamed a complete snapshot, nothing was stored: %s' % '; '.join(
+            '%s (%s): %s' % (t['name'], t['endpoint'], t['error']) for t in self.tried), kind='all_failed',
+            tried=self.tried)
+
+    def _attempt(self, client, candidate, scratch):
+        """The stored objects and status from one member, or None when another member should be asked."""
+        from ansible_collections.etcdops.etcd.plugins.module_utils._client import EtcdClientError
+
+        checked = stream_from(client, candidate, self.timeout)
+        tee = ScratchStatus(checked, scratch)
+        meter = Meter(tee, progress=self.progress)
+        name = object_name(SNAPSHOT_OBJECT, True, bool(self.recipients))
+        stream_started = time.monotonic()
+        try:
+            stored = self.store.put_object(self.location, self.backup_id, name,
+                                           _pipeline(meter, self.recipients, self.compression_level))
+            upload_seconds = time.monotonic() - stream_started
+            resources = self._resources() if self.resources else None
+            status = tee.status()
+        except (EtcdClientError, SnapshotError) as exc:
+            _forget(self.store, self.location, self.backup_id)
+            if self.resources:
+                _forget(self.store, self.resources_location, self.backup_id)
+            self.tried.append(dict(candidate.describe(), error=exc.msg))
+            return None
+        except StoreError as exc:
+            self.tried.append(dict(candidate.describe(), error=str(exc)))
+            self._forget_all()
+            raise BackupError('the backup store failed, nothing was listed: %s' % exc, kind='store', tried=self.tried)
+        except StreamError as exc:
+            self.tried.append(dict(candidate.describe(), error=str(exc)))
+            self._forget_all()
+            raise BackupError('compression or encryption failed, nothing was listed: %s' % exc, kind='stream',
+                              tried=self.tried)
+        except (IOError, OSError) as exc:
+            self.tried.append(dict(candidate.describe(), error=str(exc)))
+            self._forget_all()
+            raise BackupError('cannot write the scratch file %s: %s; check free space in %s (it needs room for one '
+                              'snapshot) or set scratch_dir' % (scratch, exc.strerror or exc, self.scratch_dir),
+                              kind='scratch', tried=self.tried)
+        self.tried.append(dict(candidate.describe(), error=None))
+        return dict(stored=stored, resources=resources, status=status, checked=checked, meter=meter,
+                    upload_seconds=upload_seconds)
+
+    def _forget_all(self):
+        _forget(self.store, self.location, self.backup_id)
+        if self.resources:
+            _forget(self.store, self.resources_location, self.backup_id)
+
+    def _resources(self):
+        """Store /etc/kubernetes resources as their own backup (own recipients), its metadata included."""
+        archive = ResourceArchive(self.resource_root, self.resource_paths)
+        name = object_name(RESOURCES_OBJECT, True, bool(self.resources_recipients))
+        stored = self.store.put_object(self.resources_location, self.backup_id, name,
+                                       _pipeline(archive, self.resources_recipients, self.compression_level))
+        members = list(archive.members)
+        document = dict(
+            kind='resources', cluster_name=self.cluster_name, host=socket.gethostname(), root=self.resource_root,
+            paths=self.resource_paths, members=members, objects=[stored], compression=dict(format='zstd'),
+            encrypted=bool(self.resources_recipients),
+            encryption=dict(format='age', recipients=self.resources_recipients) if self.resources_recipients else None,
+            time=_iso(time.time()), verified=None)
+        self.store.write_metadata(self.resources_location, self.backup_id, document)
+        return dict(backup_id=self.backup_id, location=self.resources_location.path, key=stored['key'],
+                    size=stored['size'], sha256=stored['sha256'], encrypted=bool(self.resources_recipients),
+                    members=members)
+
+    def _finish(self, attempt, candidate, cluster_id, started):
+        status = attempt['status']
+        checked = attempt['checked']
+        stored = attempt['stored']
+        resources = attempt['resources']
+        finished = time.time()
+        document = dict(
+            kind='etcd', cluster_name=self.cluster_name, etcd_cluster=self.etcd_cluster, cluster_id=cluster_id,
+            member=candidate.describe(), etcd_version=candidate.status.get('version'), host=socket.gethostname(),
+            revision=status['revision'], hash=status['hash'], total_key=status['total_key'],
+            total_size=status['total_size'], version=status.get('version') or '', live_keys=status.get('live_keys'),
+            snapshot=dict(size=checked.size, sha256=checked.file_sha256(), trailer_sha256=checked.trailer),
+            objects=[stored], compression=dict(format='zstd', level=self.compression_level),
+            encrypted=bool(self.recipients),
+            encryption=dict(format='age', recipients=self.recipients) if self.recipients else None,
+            resources=dict((k, resources[k]) for k in ('backup_id', 'location', 'key')) if resources else None,
+            started_at=_iso(started), finished_at=_iso(finished), duration_seconds=round(finished - started, 3),
+            verified=None)
+        try:
+            self.store.write_metadata(self.location, self.backup_id, document)
+        except StoreError as exc:
+            self._forget_all()
+            raise BackupError('the backup store failed writing the metadata, nothing was listed: %s' % exc,
+                              kind='store', tried=self.tried)
+        seconds = attempt['meter'].seconds or attempt['upload_seconds']
+        return dict(
+            backup_id=self.backup_id, location=self.location.path, cluster_id=cluster_id,
+            object_keys=dict(snapshot=stored['key'], metadata=self.location.key(self.backup_id, 'metadata.json'),
+                             resources=resources['key'] if resources else None),
+            member=candidate.describe(), etcd_version=candidate.status.get('version'),
+            revision=status['revision'], hash=status['hash'], total_key=status['total_key'],
+            total_size=status['total_size'], version=status.get('version') or '',
+            snapshot_size=checked.size, snapshot_sha256=checked.file_sha256(),
+            stored_size=stored['size'], stored_sha256=stored['sha256'], encrypted=bool(self.recipients),
+            recipients=self.recipients, resources=resources,
+            duration_seconds=round(finished - started, 3),
+            mb_per_second=round(checked.size / MEGABYTE / seconds, 1) if seconds > 0 else 0.0,
+            tried=self.tried)
+
+
+def _iso(epoch):
+    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(epoch))
+
+
+# -- listing -----------------------------------------------------------------------------------------------
+
+LISTED_FIELDS = ('backup_id', 'time', 'cluster_name', 'etcd_cluster', 'revision', 'total_key', 'total_size',
+                 'etcd_version', 'encrypted', 'verified', 'stored_bytes')
+
+
+def listing_entry(record):
+    """What etcd_backup_info shows of one backup record of Store.list_backups."""
+    entry = dict((field, record.get(field)) for field in LISTED_FIELDS)
+    member = record.get('member')
+    entry['member'] = member.get('name') if isinstance(member, dict) else member
+    entry['encrypted'] = bool(record.get('encrypted'))
+    if record.get('error'):
+        entry['error'] = record['error']
+    return entry

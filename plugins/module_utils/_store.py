@@ -1,0 +1,957 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private: backup stores (a local directory, or S3 and S3-compatible object stores) behind one interface.
+
+Layout, the same in both stores, relative to the store's root (the LocalStore directory, or
+``s3://<bucket>/<prefix>/``); etcd clusters (kops: ``main``, ``events``) and Kubernetes clusters stay apart::
+
+    <cluster_name>/backups/etcd/<etcd_cluster>/<backup_id>/snapshot.db[.zst][.age]
+    <cluster_name>/backups/etcd/<etcd_cluster>/<backup_id>/metadata.json
+    <cluster_name>/resources/<backup_id>/kubernetes.tar[.zst][.age]
+    <cluster_name>/resources/<backup_id>/metadata.json
+
+``backup_id`` is the UTC time the backup started plus a random suffix, e.g. ``2026-11-23T10-50-32Z-3f9a``: ids
+sort by time and two hosts backing up in the same second do not collide. The resources (PKI, manifests,
+encryption configuration) are a separate backup under their own prefix so that they can be encrypted to other
+recipients: the key that decrypts the Secrets in etcd must not travel with them.
+
+A backup exists when its ``metadata.json`` exists. It is written last (``write_metadata``) and deleted first
+(``delete_backups``): a listing never shows a half-written or half-deleted backup. Objects are written whole
+or not at all: a local file goes to a hidden temporary file in the same directory, fsync, rename, fsync of the
+directory; an S3 object small enough for one part is one PUT, a larger one a multipart upload aborted on any
+failure (including one raised by the stream it reads), so no incomplete upload remains.
+
+What is here:
+
+* ``new_backup_id(now=None)``, ``backup_time(backup_id)``, ``etcd_location(cluster_name, etcd_cluster)``,
+  ``resources_location(cluster_name)``, ``object_name('snapshot.db', compressed, encrypted)``.
+* ``Store``: ``put_object(location, backup_id, name, chunks)`` -> ``{name, key, size, sha256}`` of what was
+  stored; ``get_object(location, backup_id, name)`` -> chunks; ``write_metadata``/``read_metadata``;
+  ``list_backups(location)`` -> records newest first (what ``_retention.select`` reads: ``id``, ``time``,
+  ``verified``, plus the metadata and ``stored_objects``/``stored_bytes``); ``delete_backups(location, ids)``;
+  ``incomplete_backups``/``remove_incomplete`` for what an interrupted run left.
+* ``LocalStore(directory)`` and ``S3Store(bucket, prefix, endpoint_url, region, path_style, sse, kms_key_id,
+  storage_class, access_key, secret_key, session_token, ...)``: S3 parts of ``part_size`` (5 MiB, S3's
+  minimum) are uploaded by up to ``concurrency`` (2) threads while the stream fills the next part, so the
+  network overlaps compression and encryption; at most ``concurrency`` parts are in memory (10 MiB). Why so
+  few: a module process with ansible, gRPC and boto3 loaded starts near 70 MiB, and the pipeline must keep it
+  under 100 MiB (measured: ~88 MiB with these defaults, ~98 MiB with 3 parts). On a link with a long round
+  trip raise concurrency: each more part costs part_size of memory.
+* ``ResourceArchive(root, paths)``: a tar stream (pax) of /etc/kubernetes paths with modes, owners and times,
+  as chunks; ``extract_resources(chunks, dest)`` restores it, refusing names that leave ``dest``.
+* ``StoreError``: an operator message naming the store, bucket, endpoint or path and what to check; it never
+  contains a credential.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import binascii
+import calendar
+import concurrent.futures
+import datetime
+import errno
+import json
+import os
+import re
+import stat
+import tarfile
+import time
+import traceback
+
+from ansible_collections.etcdops.etcd.plugins.module_utils._streams import ChunkReader, Sha256, close_stream, file_chunks
+
+BOTO3_IMPORT_ERROR = None
+try:
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+except ImportError:
+    boto3 = None
+    BOTO3_IMPORT_ERROR = traceback.format_exc()
+HAS_BOTO3 = boto3 is not None
+
+METADATA = 'metadata.json'
+ETCD = 'etcd'
+RESOURCES = 'resources'
+LAYOUT_VERSION = 1
+CHUNK_SIZE = 1024 * 1024
+MIB = 1024 * 1024
+S3_MIN_PART_SIZE = 5 * MIB
+S3_MAX_PART_SIZE = 5 * 1024 * MIB
+S3_MAX_PARTS = 10000
+DEFAULT_PART_SIZE = 5 * MIB
+DEFAULT_CONCURRENCY = 2
+# An interrupted run's leftovers are removed only when older than this: a backup in progress is not touched.
+INCOMPLETE_GRACE_SECONDS = 24 * 3600
+
+_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*$')
+_BACKUP_ID = re.compile(r'^(\d{4})-(\d{2})-(\d{2})T(\d{2})-(\d{2})-(\d{2})Z(?:-[0-9a-z]{1,16})?$')
+
+
+class StoreError(Exception):
+    """A store operation failed; the message names the store and what to check."""
+
+
+# -- names ---------------------------------------------------------------------------------------------------
+
+def new_backup_id(now=None, suffix=None):
+    """The id of a backup started at now (UTC; default: the current time), e.g. 2026-11-23T10-50-32Z-3f9a."""
+    if now is None:
+        now = datetime.datetime.now(datetime.timezone.utc)
+    elif isinstance(now, (int, float)):
+        now = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
+    elif now.tzinfo is not None:
+        now = now.astimezone(datetime.timezone.utc)
+    if suffix is None:
+        suffix = binascii.hexlify(os.urandom(2)).decode('ascii')
+    return '%s-%s' % (now.strftime('%Y-%m-%dT%H-%M-%SZ'), suffix)
+
+
+def is_backup_id(name):
+    return bool(_BACKUP_ID.match(name or ''))
+
+
+def backup_epoch(backup_id):
+    """Seconds since the epoch at which the backup started, from its id."""
+    match = _BACKUP_ID.match(backup_id or '')
+    if not match:
+        raise StoreError('%r is not a backup id (expected a UTC time like 2026-11-23T10-50-32Z-3f9a)' % (backup_id,))
+    return calendar.timegm(tuple(int(g) for g in match.groups()) + (0, 0, 0))
+
+
+def backup_time(backup_id):
+    """ISO 8601 UTC time at which the backup started, from its id: 2026-11-23T10:50:32Z."""
+    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(backup_epoch(backup_id)))
+
+
+def _check_name(value, what):
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise StoreError('%s %r is not usable in a store path: use letters, digits, ".", "_" and "-", starting with '
+                         'a letter or digit' % (what, value))
+    return value
+
+
+class Location(object):
+    """Where one kind of backup of one cluster lives in a store: <cluster>/backups/etcd/<etcd_cluster>
+    or <cluster>/resources."""
+
+    def __init__(self, cluster_name, kind=ETCD, etcd_cluster='main'):
+        self.cluster_name = _check_name(cluster_name, 'cluster name')
+        if kind not in (ETCD, RESOURCES):
+            raise StoreError('backup kind %r: expected %r or %r' % (kind, ETCD, RESOURCES))
+        self.kind = kind
+        self.etcd_cluster = _check_name(etcd_cluster, 'etcd cluster name') if kind == ETCD else None
+        if kind == ETCD:
+            self.path = '%s/backups/etcd/%s' % (cluster_name, etcd_cluster)
+        else:
+            self.path = '%s/resources' % cluster_name
+
+    def key(self, backup_id, name=None):
+        if not is_backup_id(backup_id):
+            raise StoreError('%r is not a backup id (expected a UTC time like 2026-11-23T10-50-32Z-3f9a)' % (backup_id,))
+        if name is None:
+            return '%s/%s/' % (self.path, backup_id)
+        return '%s/%s/%s' % (self.path, backup_id, _check_name(name, 'object name'))
+
+    def __repr__(self):
+        return 'Location(%r)' % self.path
+
+
+def etcd_location(cluster_name, etcd_cluster='main'):
+    return Location(cluster_name, ETCD, etcd_cluster)
+
+
+def resources_location(cluster_name):
+    return Location(cluster_name, RESOURCES)
+
+
+def object_name(base, compressed=True, encrypted=True):
+    """'snapshot.db' -> 'snapshot.db.zst.age' (the suffixes say how to read it back)."""
+    return base + ('.zst' if compressed else '') + ('.age' if encrypted else '')
+
+
+# -- the interface ---------------------------------------------------------------------------------------
+
+class Store(object):
+    """What both stores do, written once over five primitives each store implements:
+    _put(key, chunks, metadata), _get(key, chunk_size), _list(prefix) -> [(key, size)], _delete(keys),
+    describe(key)."""
+
+    def describe(self, key=''):
+        raise NotImplementedError
+
+    def _put(self, key, chunks, metadata=False):
+        raise NotImplementedError
+
+    def _get(self, key, chunk_size):
+        raise NotImplementedError
+
+    def _list(self, prefix):
+        raise NotImplementedError
+
+    def _delete(self, keys):
+        raise NotImplementedError
+
+    def _read_many(self, keys):
+        """{key: bytes or StoreError} for small objects (S3 reads them in parallel)."""
+        result = {}
+        for key in keys:
+            try:
+                result[key] = b''.join(self._get(key, CHUNK_SIZE))
+            except StoreError as exc:
+                result[key] = exc
+        return result
+
+    # objects
+
+    def put_object(self, location, backup_id, name, chunks):
+        """Store one object of a backup from a stream; {name, key, size, sha256} of the bytes stored."""
+        if name == METADATA:
+            raise StoreError('%s is written by write_metadata, last' % METADATA)
+        key = location.key(backup_id, name)
+        digest = Sha256(chunks)
+        try:
+            self._put(key, digest)
+        except BaseException:
+            close_stream(chunks)  # stop the snapshot stream and the workers feeding it now, not at exit
+            raise
+        return {'name': name, 'key': key, 'size': digest.size, 'sha256': digest.hexdigest()}
+
+    def get_object(self, location, backup_id, name, chunk_size=CHUNK_SIZE):
+        """The stored bytes of one object of a backup, as chunks."""
+        return self._get(location.key(backup_id, name), chunk_size)
+
+    # metadata
+
+    def write_metadata(self, location, backup_id, metadata):
+        """Write the metadata object, which makes the backup exist: call it after every object is stored."""
+        document = dict(metadata)
+        document.update(backup_id=backup_id, layout=LAYOUT_VERSION)
+        data = json.dumps(document, indent=2, sort_keys=True).encode('utf-8') + b'\n'
+        self._put(location.key(backup_id, METADATA), iter([data]), metadata=True)
+        return document
+
+    def read_metadata(self, location, backup_id):
+        key = location.key(backup_id, METADATA)
+        return self._parse_metadata(key, b''.join(self._get(key, CHUNK_SIZE)))
+
+    def _parse_metadata(self, key, data):
+        try:
+            document = json.loads(data.decode('utf-8'))
+        except ValueError as exc:
+            raise StoreError('%s is not valid JSON (%s): the backup is damaged' % (self.describe(key), exc))
+        if not isinstance(document, dict):
+            raise StoreError('%s is not a JSON object: the backup is damaged' % self.describe(key))
+        return document
+
+    # backups
+
+    def _backup_objects(self, location):
+        """{backup_id: {name: size}} of everything under location, complete or not."""
+        found = {}
+        base = location.path + '/'
+        for key, size in self._list(base):
+            rest = key[len(base):].split('/')
+            if len(rest) == 2 and is_backup_id(rest[0]) and rest[1]:
+                found.setdefault(rest[0], {})[rest[1]] = size
+        return found
+
+    def list_backups(self, location):
+        """The backups at location (those whose metadata exists), newest first.
+
+        Each record is the metadata plus: id/backup_id, time (ISO UTC, from the id: it wins over a 'time' in
+        the metadata), stored_objects {name: size as listed}, stored_bytes. A record whose metadata cannot be
+        read has verified=False and error set.
+        """
+        found = self._backup_objects(location)
+        complete = sorted((bid for bid, names in found.items() if METADATA in names), reverse=True)
+        documents = self._read_many([location.key(bid, METADATA) for bid in complete])
+        records = []
+        for backup_id in complete:
+            key = location.key(backup_id, METADATA)
+            record = {}
+            try:
+                data = documents[key]
+                if isinstance(data, StoreError):
+                    raise data
+                record.update(self._parse_metadata(key, data))
+            except StoreError as exc:
+                record.update(verified=False, error=str(exc))
+            stored = dict((n, s) for n, s in found[backup_id].items() if n != METADATA)
+            record.update(id=backup_id, backup_id=backup_id, time=backup_time(backup_id), stored_objects=stored,
+                          stored_bytes=sum(stored.values()))
+            records.append(record)
+        records.sort(key=lambda r: (backup_epoch(r['id']), r['id']), reverse=True)
+        return records
+
+    def delete_backups(self, location, backup_ids):
+        """Delete backups: every metadata object first (so they stop existing at once), then their objects."""
+        backup_ids = list(backup_ids)
+        if not backup_ids:
+            return []
+        self._delete([location.key(bid, METADATA) for bid in backup_ids])
+        found = self._backup_objects(location)
+        rest = []
+        for bid in backup_ids:
+            rest.extend(location.key(bid, name) for name in found.get(bid, {}))
+        self._delete(rest)
+        return backup_ids
+
+    def delete_backup(self, location, backup_id):
+        return self.delete_backups(location, [backup_id])
+
+    def incomplete_backups(self, location):
+        """Ids that have objects but no metadata: interrupted runs, or runs in progress."""
+        return sorted(bid for bid, names in self._backup_objects(location).items() if METADATA not in names)
+
+    def remove_incomplete(self, location, older_than=INCOMPLETE_GRACE_SECONDS, now=None):
+        """Remove what interrupted runs left (objects without metadata) when older than older_than seconds."""
+        now = time.time() if now is None else now
+        stale = [bid for bid in self.incomplete_backups(location) if now - backup_epoch(bid) >= older_than]
+        if stale:
+            found = self._backup_objects(location)
+            self._delete([location.key(bid, name) for bid in stale for name in found.get(bid, {})])
+        return stale
+
+
+# -- local directory -------------------------------------------------------------------------------------
+
+def _fsync_directory(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStore(Store):
+    """Backups as files under a directory (a mounted NFS share, a second disk...). Files are 0600 and
+    directories 0700: an unencrypted snapshot holds every Secret of the cluster."""
+
+    def __init__(self, directory):
+        if not directory:
+            raise StoreError('the local backup directory is not set')
+        self.directory = os.path.abspath(directory)
+
+    def describe(self, key=''):
+        return os.path.join(self.directory, key) if key else self.directory
+
+    def _path(self, key):
+        return os.path.join(self.directory, *key.split('/'))
+
+    def _failure(self, exc, action, path):
+        hint = {
+            errno.ENOSPC: 'check free space on that file system',
+            errno.EDQUOT: 'check the disk quota',
+            errno.EACCES: 'check the permissions of the backup directory',
+            errno.EPERM: 'check the permissions of the backup directory',
+            errno.EROFS: 'the file system is read-only',
+            errno.ENOENT: 'it does not exist',
+        }.get(exc.errno, 'check the backup directory %s' % self.directory)
+        return StoreError('cannot %s %s: %s: %s' % (action, path, exc.strerror or exc, hint))
+
+    def _put(self, key, chunks, metadata=False):
+        path = self._path(key)
+        directory = os.path.dirname(path)
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise self._failure(exc, 'create', directory)
+        temporary = os.path.join(directory, '.%s.%s.tmp' % (os.path.basename(path),
+                                                            binascii.hexlify(os.urandom(4)).decode('ascii')))
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise self._failure(exc, 'write', temporary)
+        try:
+            with os.fdopen(fd, 'wb') as handle:
+                for chunk in chunks:  # what the stream raises goes up as it is
+                    self._io(handle.write, chunk, path=path)
+                self._io(handle.flush, path=path)
+                self._io(os.fsync, handle.fileno(), path=path)
+            self._io(os.rename, temporary, path, path=path)
+            self._io(_fsync_directory, directory, path=path)
+        except BaseException:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+            raise
+
+    def _io(self, function, *args, **kwargs):
+        try:
+            return function(*args)
+        except (IOError, OSError) as exc:
+            raise self._failure(exc, 'write', kwargs['path'])
+
+    def _get(self, key, chunk_size):
+        path = self._path(key)
+        try:
+            handle = open(path, 'rb')
+        except (IOError, OSError) as exc:
+            raise self._failure(exc, 'read', path)
+        return self._read(handle, path, chunk_size)
+
+    def _read(self, handle, path, chunk_size):
+        with handle:
+            try:
+                yield from file_chunks(handle, chunk_size)
+            except (IOError, OSError) as exc:
+                raise self._failure(exc, 'read', path)
+
+    def _list(self, prefix):
+        top = self._path(prefix.rstrip('/'))
+        if not os.path.isdir(top):
+            return []
+        found = []
+        for current, directories, files in os.walk(top):
+            directories[:] = [d for d in directories if not d.startswith('.')]
+            for name in files:
+                if name.startswith('.'):  # temporary files of writes in progress
+                    continue
+                path = os.path.join(current, name)
+                try:
+                    size = os.lstat(path).st_size
+                except OSError:
+                    continue
+                found.append(('/'.join(os.path.relpath(path, self.directory).split(os.sep)), size))
+        return found
+
+    def _delete(self, keys):
+        directories = set()
+        for key in keys:
+            path = self._path(key)
+            try:
+                os.unlink(path)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise self._failure(exc, 'delete', path)
+            directories.add(os.path.dirname(path))
+        for directory in directories:
+            _fsync_directory_if_exists(directory)
+            try:
+                os.rmdir(directory)  # only when empty: leftovers of other writers stay
+            except OSError:
+                pass
+
+
+def _fsync_directory_if_exists(path):
+    try:
+        _fsync_directory(path)
+    except OSError:
+        pass
+
+
+# -- S3 --------------------------------------------------------------------------------------------------
+
+def _rechunk(chunks, size):
+    """Chunks regrouped into bytearrays of exactly size bytes (the last may be smaller), each allocated once:
+    growing a buffer chunk by chunk would copy it again and again and leave the allocator fragmented."""
+    buffer = bytearray(size)
+    filled = 0
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while len(view):
+            step = min(size - filled, len(view))
+            buffer[filled:filled + step] = view[:step]
+            filled += step
+            view = view[step:]
+            if filled == size:
+                yield buffer
+                buffer = bytearray(size)
+                filled = 0
+    if filled:
+        del buffer[filled:]
+        yield buffer
+
+
+class S3Store(Store):
+    """Backups in an S3 bucket (AWS or any S3-compatible endpoint) under an optional prefix."""
+
+    def __init__(self, bucket, prefix='', endpoint_url=None, region=None, path_style=False, sse=None,
+                 kms_key_id=None, storage_class=None, access_key=None, secret_key=None, session_token=None,
+                 part_size=DEFAULT_PART_SIZE, concurrency=DEFAULT_CONCURRENCY, ca_bundle=None, validate_certs=True,
+                 connect_timeout=10, read_timeout=60, max_attempts=3, client=None):
+        if not HAS_BOTO3:
+            raise StoreError('the Python library boto3 is needed for an S3 backup store: pip install boto3')
+        if not bucket:
+            raise StoreError('the S3 bucket is not set')
+        if sse not in (None, '', 'AES256', 'aws:kms'):
+            raise StoreError('server-side encryption %r: use AES256 (SSE-S3) or aws:kms (SSE-KMS)' % (sse,))
+        if kms_key_id and sse != 'aws:kms':
+            raise StoreError('a KMS key id is only used with server-side encryption aws:kms')
+        if not S3_MIN_PART_SIZE <= int(part_size) <= S3_MAX_PART_SIZE:
+            raise StoreError('S3 part size %d is out of range: S3 accepts 5 MiB to 5 GiB' % part_size)
+        if int(concurrency) < 1:
+            raise StoreError('S3 upload concurrency must be at least 1')
+        self.bucket = bucket
+        self.prefix = (prefix or '').strip('/')
+        self.endpoint_url = endpoint_url or None
+        self.region = region or None
+        self.sse = sse or None
+        self.kms_key_id = kms_key_id or None
+        self.storage_class = storage_class or None
+        self.part_size = int(part_size)
+        self.concurrency = int(concurrency)
+        if client is None:
+            client = self._client(path_style, access_key, secret_key, session_token, ca_bundle, validate_certs,
+                                  connect_timeout, read_timeout, max_attempts)
+        self.client = client
+
+    def _client(self, path_style, access_key, secret_key, session_token, ca_bundle, validate_certs,
+                connect_timeout, read_timeout, max_attempts):
+        options = dict(
+            s3={'addressing_style': 'path' if path_style else 'auto'},
+            signature_version='s3v4',
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={'max_attempts': max_attempts, 'mode': 'standard'},
+            max_pool_connections=max(10, self.concurrency + 2),
+        )
+        if self.endpoint_url:
+            # botocore >= 1.36 adds CRC32 checksum headers to every upload by default; several S3-compatible
+            # stores reject them. Only send checksums where the operation requires them, as before 1.36.
+            options.update(request_checksum_calculation='when_required', response_checksum_validation='when_required')
+        try:
+            config = botocore.config.Config(**options)
+        except TypeError:  # botocore < 1.36 knows neither option, and does not send those headers anyway
+            options.pop('request_checksum_calculation', None)
+            options.pop('response_checksum_validation', None)
+            config = botocore.config.Config(**options)
+        session = boto3.session.Session(aws_access_key_id=access_key or None, aws_secret_access_key=secret_key or None,
+                                        aws_session_token=session_token or None, region_name=self.region)
+        verify = ca_bundle if ca_bundle else bool(validate_certs)
+        try:
+            return session.client('s3', endpoint_url=self.endpoint_url, config=config, verify=verify)
+        except ValueError as exc:
+            raise StoreError('S3 endpoint %r is not usable: %s' % (self.endpoint_url, exc))
+
+    @property
+    def endpoint(self):
+        return self.endpoint_url or ('AWS S3 (region %s)' % (self.region or 'from the AWS configuration'))
+
+    def _key(self, key):
+        return '%s/%s' % (self.prefix, key) if self.prefix else key
+
+    def describe(self, key=''):
+        return 's3://%s/%s' % (self.bucket, self._key(key))
+
+    def _failure(self, exc, action, key=''):
+        """A StoreError for a botocore/boto3 exception: which endpoint, bucket, key; what to check."""
+        where = self.describe(key)
+        endpoint = self.endpoint
+        exceptions = botocore.exceptions
+        if isinstance(exc, exceptions.SSLError):
+            return StoreError('TLS to the S3 endpoint %s failed while trying to %s %s: %s. Set ca_bundle to the '
+                              'CA of the object store, or check its certificate' % (endpoint, action, where, exc))
+        if isinstance(exc, (exceptions.EndpointConnectionError, exceptions.ConnectTimeoutError,
+                            exceptions.ReadTimeoutError, exceptions.ConnectionClosedError,
+                            getattr(exceptions, 'ProxyConnectionError', exceptions.EndpointConnectionError))):
+            return StoreError('cannot reach the S3 endpoint %s to %s %s (%s). Check the endpoint URL, that the object '
+                              'store is up, and the network, DNS and proxy between this host and it'
+                              % (endpoint, action, where, exc))
+        if isinstance(exc, (exceptions.NoCredentialsError, exceptions.PartialCredentialsError)):
+            return StoreError('no usable S3 credentials to %s %s at %s: set access_key and secret_key, or give the '
+                              'host an instance profile or AWS_* environment (%s)' % (action, where, endpoint, exc))
+        if isinstance(exc, exceptions.ClientError):
+            error = exc.response.get('Error', {})
+            code = str(error.get('Code', ''))
+            status = exc.response.get('ResponseMetadata', {}).get('HTTPStatusCode')
+            message = error.get('Message') or code
+            if code == 'NoSuchBucket':
+                return StoreError('bucket %s does not exist at %s: create it, or fix the bucket name, endpoint or '
+                                  'region' % (self.bucket, endpoint))
+            if code in ('NoSuchKey', '404', 'NotFound') or status == 404:
+                return StoreError('%s does not exist at %s (to %s)' % (where, endpoint, action))
+            if code == 'InvalidAccessKeyId':
+                return StoreError('the S3 access key is not known at %s: check access_key (to %s %s)'
+                                  % (endpoint, action, where))
+            if code == 'SignatureDoesNotMatch':
+                return StoreError('S3 signature mismatch at %s: check that secret_key belongs to access_key, and '
+                                  'the region (to %s %s)' % (endpoint, action, where))
+            if code.startswith('KMS') or 'kms' in message.lower():
+                return StoreError('SSE-KMS failed at %s to %s %s: %s. Check kms_key_id and that the credentials may '
+                                  'use that key (kms:GenerateDataKey, kms:Decrypt)' % (endpoint, action, where, message))
+            if code in ('AccessDenied', 'AllAccessDisabled', '403') or status == 403:
+                hint = 'check the credentials and the bucket policy'
+                if self.sse == 'aws:kms':
+                    hint += ', and that they may use the KMS key (kms:GenerateDataKey, kms:Decrypt)'
+                return StoreError('access denied to %s at %s (to %s): %s' % (where, endpoint, action, hint))
+            if code == 'InvalidStorageClass':
+                return StoreError('storage class %r is not accepted at %s: %s' % (self.storage_class, endpoint, message))
+            return StoreError('S3 refused to %s %s at %s: %s (%s, HTTP %s)'
+                              % (action, where, endpoint, message, code, status))
+        return StoreError('S3 failed to %s %s at %s: %s' % (action, where, endpoint, exc))
+
+    def _call(self, action, key, method, **kwargs):
+        try:
+            return method(**kwargs)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._failure(exc, action, key)
+
+    def _write_options(self, metadata):
+        options = {}
+        if self.sse:
+            options['ServerSideEncryption'] = self.sse
+            if self.kms_key_id:
+                options['SSEKMSKeyId'] = self.kms_key_id
+        # Metadata stays in the default class: listing reads every metadata object, which an archive class
+        # (GLACIER, DEEP_ARCHIVE) would refuse.
+        if self.storage_class and not metadata:
+            options['StorageClass'] = self.storage_class
+        options['ContentType'] = 'application/json' if metadata else 'application/octet-stream'
+        return options
+
+    def _put(self, key, chunks, metadata=False):
+        full = self._key(key)
+        options = self._write_options(metadata)
+        parts = _rechunk(chunks, self.part_size)
+        first = next(parts, None)
+        if first is None:
+            first = bytearray()
+        second = next(parts, None)
+        if second is None:
+            self._call('upload', key, self.client.put_object, Bucket=self.bucket, Key=full, Body=first, **options)
+            return
+        upload = self._call('start a multipart upload of', key, self.client.create_multipart_upload,
+                            Bucket=self.bucket, Key=full, **options)
+        upload_id = upload['UploadId']
+        head = [first, second]
+        first = second = None  # the parts are referenced from head only, and dropped once uploaded
+        try:
+            done = self._upload_parts(key, full, upload_id, _prepend(head, parts))
+            self._call('complete the upload of', key, self.client.complete_multipart_upload, Bucket=self.bucket,
+                       Key=full, UploadId=upload_id, MultipartUpload={'Parts': done})
+        except BaseException as failure:
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+            except Exception as exc:  # pylint: disable=broad-except
+                if isinstance(failure, StoreError):
+                    raise StoreError('%s; the incomplete upload %s could not be aborted either (%s): '
+                                     'remove_incomplete or a bucket lifecycle rule will clean it'
+                                     % (failure, upload_id, exc))
+            raise
+
+    def _upload_parts(self, key, full, upload_id, parts):
+        """Upload parts in a bounded pool while the stream produces the next ones; [{PartNumber, ETag}]."""
+        done = []
+        pending = set()
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency)
+        number = 0
+        try:
+            while True:
+                # A free slot first, then the next part: at most `concurrency` parts are alive, one of them
+                # being filled by the stream while the others travel.
+                while len(pending) >= self.concurrency:
+                    finished, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                    done.extend(future.result() for future in finished)
+                body = next(parts, None)
+                if body is None:
+                    break
+                number += 1
+                if number > S3_MAX_PARTS:
+                    raise StoreError('%s needs more than %d parts of %d MiB: raise part_size'
+                                     % (self.describe(key), S3_MAX_PARTS, self.part_size // MIB))
+                pending.add(pool.submit(self._upload_part, key, full, upload_id, number, body))
+                body = None
+            for future in concurrent.futures.as_completed(pending):
+                done.append(future.result())
+            pending = set()
+        finally:
+            for future in pending:
+                future.cancel()
+            pool.shutdown(wait=True)
+        return sorted(done, key=lambda part: part['PartNumber'])
+
+    def _upload_part(self, key, full, upload_id, number, body):
+        response = self._call('upload part %d of' % number, key, self.client.upload_part, Bucket=self.bucket,
+                              Key=full, UploadId=upload_id, PartNumber=number, Body=body)
+        part = {'PartNumber': number, 'ETag': response['ETag']}
+        for name in ('ChecksumCRC32', 'ChecksumCRC32C', 'ChecksumCRC64NVME', 'ChecksumSHA1', 'ChecksumSHA256'):
+            if response.get(name):
+                part[name] = response[name]
+        return part
+
+    def _get(self, key, chunk_size):
+        response = self._call('download', key, self.client.get_object, Bucket=self.bucket, Key=self._key(key))
+        return self._read(response['Body'], key, chunk_size)
+
+    def _read(self, body, key, chunk_size):
+        try:
+            yield from body.iter_chunks(chunk_size)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._failure(exc, 'download', key)
+        except (IOError, OSError) as exc:  # urllib3 errors while streaming the body
+            raise StoreError('download of %s from %s broke off: %s' % (self.describe(key), self.endpoint, exc))
+        finally:
+            body.close()
+
+    def _read_many(self, keys):
+        result = {}
+        if not keys:
+            return result
+
+        def read(key):
+            try:
+                return key, b''.join(self._get(key, CHUNK_SIZE))
+            except StoreError as exc:
+                return key, exc
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(keys)))
+        try:
+            for key, data in pool.map(read, keys):
+                result[key] = data
+        finally:
+            pool.shutdown(wait=True)
+        return result
+
+    def _list(self, prefix):
+        found = []
+        base = len(self._key(''))
+        paginator = self.client.get_paginator('list_objects_v2')
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+                for item in page.get('Contents', []):
+                    found.append((item['Key'][base:], item['Size']))
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._failure(exc, 'list', prefix)
+        return found
+
+    def _delete(self, keys):
+        keys = list(keys)
+        for start in range(0, len(keys), 1000):
+            batch = keys[start:start + 1000]
+            response = self._call('delete objects under', batch[0], self.client.delete_objects, Bucket=self.bucket,
+                                  Delete={'Objects': [{'Key': self._key(k)} for k in batch], 'Quiet': True})
+            errors = response.get('Errors') or []
+            if errors:
+                first = errors[0]
+                raise StoreError('S3 refused to delete %d object(s) at %s, e.g. s3://%s/%s: %s (%s)'
+                                 % (len(errors), self.endpoint, self.bucket, first.get('Key'), first.get('Message'),
+                                    first.get('Code')))
+
+    def incomplete_uploads(self, location=None):
+        """Multipart uploads in progress or left behind under location (or the whole prefix):
+        [{'key', 'upload_id', 'initiated' (epoch seconds)}]."""
+        prefix = self._key(location.path + '/' if location is not None else '')
+        uploads = []
+        paginator = self.client.get_paginator('list_multipart_uploads')
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get('Uploads', []):
+                    initiated = item.get('Initiated')
+                    uploads.append({'key': item['Key'], 'upload_id': item['UploadId'],
+                                    'initiated': calendar.timegm(initiated.utctimetuple()) if initiated else 0})
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._failure(exc, 'list the multipart uploads under', location.path if location else '')
+        return uploads
+
+    def remove_incomplete(self, location, older_than=INCOMPLETE_GRACE_SECONDS, now=None):
+        """Also abort multipart uploads under location started more than older_than seconds ago."""
+        now = time.time() if now is None else now
+        for upload in self.incomplete_uploads(location):
+            if now - upload['initiated'] >= older_than:
+                self._call('abort the upload of', upload['key'], self.client.abort_multipart_upload,
+                           Bucket=self.bucket, Key=upload['key'], UploadId=upload['upload_id'])
+        return super(S3Store, self).remove_incomplete(location, older_than, now)
+
+
+def _prepend(head, rest):
+    """The items of the list head (popped, so not kept alive), then those of rest."""
+    while head:
+        yield head.pop(0)
+    yield from rest
+
+
+# -- /etc/kubernetes resources -----------------------------------------------------------------------------
+
+DEFAULT_RESOURCE_ROOT = '/etc/kubernetes'
+DEFAULT_RESOURCE_PATHS = ('pki', 'manifests')
+
+
+class _Sink(object):
+    """Where tarfile writes; drained into the stream after each member."""
+
+    def __init__(self):
+        self.parts = []
+
+    def write(self, data):
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def drain(self):
+        data = b''.join(self.parts)
+        self.parts = []
+        return data
+
+
+def _kind(mode):
+    if stat.S_ISDIR(mode):
+        return 'directory'
+    if stat.S_ISREG(mode):
+        return 'file'
+    if stat.S_ISLNK(mode):
+        return 'symlink'
+    return None
+
+
+class ResourceArchive(object):
+    """A tar stream (pax format) of paths under root, e.g. pki/, manifests/ and the encryption configuration of
+    /etc/kubernetes, with modes, owners and times; iterate it for chunks. ``members`` lists what went in
+    (name, type, mode, size: never content). Memory: the largest single file (certificates and manifests are
+    kilobytes)."""
+
+    def __init__(self, root=DEFAULT_RESOURCE_ROOT, paths=DEFAULT_RESOURCE_PATHS):
+        self.root = os.path.abspath(root)
+        self.paths = [self._relative(path) for path in paths if path]
+        if not self.paths:
+            raise StoreError('no path under %s to archive' % self.root)
+        self.members = []
+
+    def _relative(self, path):
+        full = os.path.normpath(os.path.join(self.root, path))
+        if full != self.root and not full.startswith(self.root + os.sep):
+            raise StoreError('%s is not under %s: resources are archived relative to it (move the file under it, '
+                             'or set the root)' % (path, self.root))
+        if not os.path.lexists(full):
+            raise StoreError('%s does not exist: nothing to archive there (check the path)' % full)
+        return os.path.relpath(full, self.root)
+
+    def _walk(self):
+        seen = set()
+        for path in self.paths:
+            full = os.path.join(self.root, path)
+            entries = [full]
+            if os.path.isdir(full) and not os.path.islink(full):
+                for current, directories, files in os.walk(full):
+                    directories.sort()
+                    entries.extend(os.path.join(current, name) for name in sorted(directories + files))
+            for entry in entries:
+                name = os.path.relpath(entry, self.root)
+                # Parents first, so that an extraction creates them with their own modes.
+                parents = []
+                parent = os.path.dirname(name)
+                while parent and parent != '.' and parent not in seen:
+                    parents.append(parent)
+                    parent = os.path.dirname(parent)
+                for item in reversed(parents):
+                    seen.add(item)
+                    yield item
+                if name not in seen:
+                    seen.add(name)
+                    yield name
+
+    def __iter__(self):
+        sink = _Sink()
+        tar = tarfile.open(mode='w|', fileobj=sink, format=tarfile.PAX_FORMAT)
+        self.members = []
+        for name in self._walk():
+            full = os.path.join(self.root, name)
+            try:
+                info = tar.gettarinfo(full, arcname=name)
+                kind = _kind(os.lstat(full).st_mode)
+                if kind is None:
+                    continue  # sockets, devices: nothing kubeadm keeps there
+                if kind == 'file':
+                    with open(full, 'rb') as handle:
+                        tar.addfile(info, handle)
+                else:
+                    tar.addfile(info)
+            except (IOError, OSError) as exc:
+                raise StoreError('cannot archive %s: %s' % (full, exc.strerror or exc))
+            self.members.append({'name': name, 'type': kind, 'mode': '%04o' % stat.S_IMODE(info.mode),
+                                 'size': info.size if kind == 'file' else 0})
+            data = sink.drain()
+            if data:
+                yield data
+        tar.close()
+        data = sink.drain()
+        if data:
+            yield data
+
+
+def _safe_target(dest, name):
+    clean = os.path.normpath(name)
+    if os.path.isabs(name) or clean == '..' or clean.startswith('..' + os.sep) or clean in ('', '.'):
+        raise StoreError('the resources archive holds %r, a path outside its root: refusing to restore it' % name)
+    return os.path.join(dest, clean)
+
+
+def extract_resources(chunks, dest, restore_owner=None):
+    """Restore a ResourceArchive stream under dest (created 0700 if missing); files are written to a temporary
+    name and renamed, modes and times restored (owners too when running as root). Returns the members."""
+    dest = os.path.abspath(dest)
+    if restore_owner is None:
+        restore_owner = hasattr(os, 'geteuid') and os.geteuid() == 0
+    try:
+        os.makedirs(dest, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise StoreError('cannot create %s: %s' % (dest, exc.strerror or exc))
+    members = []
+    directories = []
+    reader = ChunkReader(chunks)
+    try:
+        with tarfile.open(fileobj=reader, mode='r|') as tar:
+            for member in tar:
+                target = _safe_target(dest, member.name)
+                parent = os.path.dirname(target)
+                if not os.path.isdir(parent):
+                    os.makedirs(parent, mode=0o700, exist_ok=True)
+                if member.isdir():
+                    if not os.path.isdir(target):
+                        os.mkdir(target, 0o700)
+                    directories.append((target, member))
+                    kind = 'directory'
+                elif member.isfile():
+                    _extract_file(tar, member, target, restore_owner)
+                    kind = 'file'
+                elif member.issym():
+                    link = os.path.normpath(os.path.join(os.path.dirname(target), member.linkname))
+                    if os.path.isabs(member.linkname) or not (link == dest or link.startswith(dest + os.sep)):
+                        raise StoreError('the resources archive holds a symlink %s -> %s that leaves %s: refusing it'
+                                         % (member.name, member.linkname, dest))
+                    if os.path.lexists(target):
+                        os.unlink(target)
+                    os.symlink(member.linkname, target)
+                    kind = 'symlink'
+                else:
+                    raise StoreError('the resources archive holds %s, neither a file, a directory nor a symlink: '
+                                     'refusing it' % member.name)
+                members.append({'name': member.name, 'type': kind, 'mode': '%04o' % stat.S_IMODE(member.mode),
+                                'size': member.size if kind == 'file' else 0})
+    except tarfile.TarError as exc:
+        raise StoreError('the resources archive is damaged or not a tar stream: %s' % exc)
+    except (IOError, OSError) as exc:
+        raise StoreError('cannot restore resources under %s: %s' % (dest, exc))
+    # Directory modes last: a read-only directory must not stop the files going into it.
+    for target, member in reversed(directories):
+        _apply_attributes(target, member, restore_owner)
+    return members
+
+
+def _extract_file(tar, member, target, restore_owner):
+    temporary = os.path.join(os.path.dirname(target), '.%s.%s.tmp' % (
+        os.path.basename(target), binascii.hexlify(os.urandom(4)).decode('ascii')))
+    source = tar.extractfile(member)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, 'wb') as handle:
+            for chunk in file_chunks(source, CHUNK_SIZE):
+                handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        _apply_attributes(temporary, member, restore_owner)
+        os.rename(temporary, target)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def _apply_attributes(path, member, restore_owner):
+    if restore_owner:
+        os.chown(path, member.uid, member.gid)
+    os.chmod(path, stat.S_IMODE(member.mode))
+    os.utime(path, (member.mtime, member.mtime))
