@@ -1,0 +1,269 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""etcd_backup with the client faked and a local store: back up from a follower, encrypted, and read it back
+as `age -d` + `zstd -d` would; fail over when the member dies; a broken store or stream leaves nothing listed;
+check mode writes nothing; the scratch file is gone at the end."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import contextlib
+import hashlib
+import json
+import os
+
+import pytest
+import yaml
+
+from ansible.module_utils import basic
+from ansible.module_utils.common.text.converters import to_bytes
+
+from ansible_collections.etcdops.etcd.plugins.module_utils import _backup
+from ansible_collections.etcdops.etcd.plugins.module_utils._client import EtcdClientError
+from ansible_collections.etcdops.etcd.plugins.module_utils._store import LocalStore, StoreError, etcd_location
+from ansible_collections.etcdops.etcd.plugins.module_utils._streams import age_decrypt, zstd_decompress
+from ansible_collections.etcdops.etcd.plugins.modules import etcd_backup
+
+pyrage = pytest.importorskip('pyrage')
+
+FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'snapshots')
+IDS = dict(m1='a1', m2='b2', m3='c3')
+
+
+def fixture_bytes(name='etcd-3.6.db'):
+    with open(os.path.join(FIXTURES, name), 'rb') as handle:
+        return handle.read()
+
+
+def etcdutl_said(name='etcd-3.6.db'):
+    with open(os.path.join(FIXTURES, 'etcdutl-status.json')) as handle:
+        return json.load(handle)[name]
+
+
+class ModuleExit(Exception):
+    def __init__(self, result, failed):
+        super(ModuleExit, self).__init__(result)
+        self.result = result
+        self.failed = failed
+
+
+@contextlib.contextmanager
+def module_args(args):
+    try:
+        from ansible.module_utils.testing import patch_module_args
+    except ImportError:  # ansible-core < 2.19
+        @contextlib.contextmanager
+        def patch_module_args(args):
+            old = basic._ANSIBLE_ARGS
+            basic._ANSIBLE_ARGS = to_bytes(json.dumps({'ANSIBLE_MODULE_ARGS': args}))
+            try:
+                yield
+            finally:
+                basic._ANSIBLE_ARGS = old
+    with patch_module_args(args):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def capture_exit(monkeypatch):
+    def exit_json(self, **kwargs):
+        raise ModuleExit(kwargs, failed=False)
+
+    def fail_json(self, **kwargs):
+        raise ModuleExit(kwargs, failed=True)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+
+
+class FakeClient(object):
+    """Three members, m1 the leader; `dies` break mid-stream."""
+
+    def __init__(self, dies=(), corrupt=()):
+        self.dies = set(dies)
+        self.corrupt = set(corrupt)
+        self.asked = []
+        self.closed = False
+        self.db = fixture_bytes()[:-32]
+
+    @staticmethod
+    def url(name):
+        return 'https://10.0.0.%s:2379' % name[1]
+
+    def member_list(self):
+        return dict(cluster_id='cdf818194e3a8c32', members=[
+            dict(id=IDS[n], name=n, peer_urls=[], client_urls=[self.url(n)], is_learner=False)
+            for n in ('m1', 'm2', 'm3')])
+
+    def status(self, url):
+        name = 'm' + url.split('.')[3][0]
+        return dict(endpoint=url, member_id=IDS[name], leader=IDS['m1'], errors=[], version='3.6.16',
+                    raft_applied_index=dict(m1=10, m2=12, m3=11)[name])
+
+    def snapshot(self, endpoint, timeout=None):
+        name = 'm' + endpoint.split('.')[3][0]
+        self.asked.append(name)
+        db = self.db if name not in self.corrupt else b'\0' * len(self.db)
+        data = db + hashlib.sha256(db).digest()
+        yield data[:8192], len(db) - 8192
+        if name in self.dies:
+            raise EtcdClientError('%s: connection reset by peer' % endpoint, kind='unavailable')
+        yield data[8192:], 0
+
+    def close(self):
+        self.closed = True
+
+
+def identity():
+    ident = pyrage.x25519.Identity.generate()
+    return ident, str(ident.to_public())
+
+
+def run(monkeypatch, client, tmp_path, check=False, **args):
+    monkeypatch.setattr(etcd_backup, 'client_from_module', lambda module: client)
+    resources = tmp_path / 'kubernetes'
+    if not resources.exists():
+        (resources / 'pki' / 'etcd').mkdir(parents=True)
+        (resources / 'pki' / 'ca.key').write_bytes(b'SECRET KEY')
+        os.chmod(str(resources / 'pki' / 'ca.key'), 0o600)
+        (resources / 'manifests').mkdir()
+        (resources / 'manifests' / 'etcd.yaml').write_text('kind: Pod\n')
+    base = dict(cluster_name='lab', store='local', directory=str(tmp_path / 'store'),
+                scratch_dir=str(tmp_path / 'scratch'), resources_root=str(resources))
+    base.update(args)
+    if check:
+        base['_ansible_check_mode'] = True
+    with module_args(base):
+        with pytest.raises(ModuleExit) as caught:
+            etcd_backup.main()
+    return caught.value
+
+
+def assert_documented(result):
+    doc = yaml.safe_load(etcd_backup.RETURN)
+    extra = set(result) - set(doc) - set(['changed', 'msg', 'error_kind', 'failed', 'warnings', 'exception'])
+    assert not extra, 'returned but not documented: %s' % sorted(extra)
+
+
+def listed(tmp_path):
+    return LocalStore(str(tmp_path / 'store')).list_backups(etcd_location('lab'))
+
+
+def test_backup_encrypted_reads_back_as_the_snapshot_etcdutl_describes(monkeypatch, tmp_path):
+    ident, public = identity()
+    client = FakeClient()
+    done = run(monkeypatch, client, tmp_path, recipients=[public])
+    result = done.result
+    assert not done.failed, result
+    assert result['member']['name'] == 'm2' and result['encrypted'] is True
+    said = etcdutl_said()
+    assert (result['hash'], result['revision'], result['total_key'], result['total_size']) == (
+        said['hash'], said['revision'], said['totalKey'], said['totalSize'])
+    store = LocalStore(str(tmp_path / 'store'))
+    location = etcd_location('lab')
+    name = result['object_keys']['snapshot'].rsplit('/', 1)[1]
+    assert name == 'snapshot.db.zst.age'
+    plain = b''.join(zstd_decompress(age_decrypt(store.get_object(location, result['backup_id'], name), [ident])))
+    assert plain == fixture_bytes()
+    assert hashlib.sha256(plain).hexdigest() == result['snapshot_sha256']
+    backups = listed(tmp_path)
+    assert [b['id'] for b in backups] == [result['backup_id']]
+    meta = backups[0]
+    assert meta['verified'] is None and meta['hash'] == said['hash'] and meta['encryption']['recipients'] == [public]
+    assert meta['member']['name'] == 'm2' and meta['cluster_id'] == 'cdf818194e3a8c32'
+    assert 'SECRET' not in json.dumps(result) and 'AGE-SECRET' not in json.dumps(meta)
+    assert [m['name'] for m in result['resources']['members']] == [
+        'pki', 'pki/ca.key', 'pki/etcd', 'manifests', 'manifests/etcd.yaml']
+    assert not os.path.exists(str(tmp_path / 'scratch'))
+    assert client.closed and not result.get('warnings')
+    assert_documented(result)
+
+
+def test_resources_go_to_their_own_recipients(monkeypatch, tmp_path):
+    ident, public = identity()
+    other, other_public = identity()
+    result = run(monkeypatch, FakeClient(), tmp_path, recipients=[public], resources_recipients=[other_public]).result
+    store = LocalStore(str(tmp_path / 'store'))
+    from ansible_collections.etcdops.etcd.plugins.module_utils._store import resources_location
+    meta = store.read_metadata(resources_location('lab'), result['backup_id'])
+    assert meta['encryption']['recipients'] == [other_public]
+    chunks = store.get_object(resources_location('lab'), result['backup_id'], 'kubernetes.tar.zst.age')
+    with pytest.raises(Exception):
+        b''.join(age_decrypt(chunks, [ident]))
+
+
+def test_without_recipients_warns_that_secrets_are_in_clear(monkeypatch, tmp_path, capsys):
+    warnings = []
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, text: warnings.append(text))
+    result = run(monkeypatch, FakeClient(), tmp_path).result
+    assert result['encrypted'] is False and result['object_keys']['snapshot'].endswith('/snapshot.db.zst')
+    assert any('every Secret of the cluster' in w for w in warnings)
+
+
+def test_the_chosen_member_dies_and_the_next_one_serves(monkeypatch, tmp_path):
+    client = FakeClient(dies=['m2'])
+    result = run(monkeypatch, client, tmp_path).result
+    assert client.asked == ['m2', 'm3'] and result['member']['name'] == 'm3'
+    assert [t['name'] for t in result['tried']] == ['m2', 'm3'] and 'reset' in result['tried'][0]['error']
+    assert len(listed(tmp_path)) == 1
+
+
+def test_a_member_with_an_unreadable_database_is_passed_over(monkeypatch, tmp_path):
+    client = FakeClient(corrupt=['m2'])
+    result = run(monkeypatch, client, tmp_path).result
+    assert result['member']['name'] == 'm3' and 'm2' in [t['name'] for t in result['tried']]
+    assert result['hash'] == etcdutl_said()['hash']
+
+
+def test_every_member_dies_fails_and_leaves_nothing(monkeypatch, tmp_path):
+    done = run(monkeypatch, FakeClient(dies=['m1', 'm2', 'm3']), tmp_path)
+    assert done.failed and 'no backup taken' in done.result['msg']
+    assert listed(tmp_path) == []
+    store_dir = tmp_path / 'store'
+    assert not store_dir.exists() or not [f for dummy, dummy2, files in os.walk(str(store_dir)) for f in files]
+    assert not os.path.exists(str(tmp_path / 'scratch'))
+
+
+def test_a_failing_store_fails_clearly_and_nothing_is_listed(monkeypatch, tmp_path):
+    original = LocalStore._put
+    calls = []
+
+    def failing(self, key, chunks, metadata=False):
+        calls.append(key)
+        if key.endswith('metadata.json') and '/backups/' in key:
+            raise StoreError('cannot write %s: no space left on the device' % key)
+        return original(self, key, chunks, metadata)
+    monkeypatch.setattr(LocalStore, '_put', failing)
+    done = run(monkeypatch, FakeClient(), tmp_path)
+    assert done.failed and 'no space left' in done.result['msg'] and 'nothing was listed' in done.result['msg']
+    monkeypatch.setattr(LocalStore, '_put', original)
+    assert listed(tmp_path) == []
+
+
+def test_check_mode_names_member_and_store_and_writes_nothing(monkeypatch, tmp_path):
+    client = FakeClient()
+    result = run(monkeypatch, client, tmp_path, check=True).result
+    assert result['changed'] is True and result['member']['name'] == 'm2'
+    assert result['store']['type'] == 'local' and 'lab/backups/etcd/main' in result['store']['url']
+    assert client.asked == [] and not (tmp_path / 'store').exists() and not (tmp_path / 'scratch').exists()
+
+
+def test_a_secret_key_given_as_recipient_is_refused_without_repeating_it(monkeypatch, tmp_path):
+    ident, dummy = identity()
+    done = run(monkeypatch, FakeClient(), tmp_path, recipients=[str(ident)])
+    assert done.failed and str(ident) not in json.dumps(done.result)
+
+
+def test_a_missing_resource_path_fails_before_streaming(monkeypatch, tmp_path):
+    client = FakeClient()
+    done = run(monkeypatch, client, tmp_path, encryption_config=str(tmp_path / 'kubernetes' / 'enc' / 'x.yaml'))
+    assert done.failed and 'does not exist' in done.result['msg'] and client.asked == []
+
+
+def test_scratch_status_runs_after_the_stream_ends(tmp_path):
+    data = fixture_bytes()
+    tee = _backup.ScratchStatus(iter([data[:4096], data[4096:]]), str(tmp_path / 'scratch.db'))
+    with pytest.raises(Exception):
+        tee.status()
+    assert b''.join(tee) == data
+    assert tee.status()['hash'] == etcdutl_said()['hash']
