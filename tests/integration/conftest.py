@@ -17,11 +17,25 @@ LINES = os.environ.get("ETCDOPS_LINES", "3.4 3.5 3.6 3.7").split()
 
 
 def lab_prefix(tag):
-    """A prefix no other run on this machine uses at the same time."""
-    return "it%s%d" % (tag, os.getpid() % 100000)
+    """A prefix no other run on this machine uses at the same time (pid, and xdist worker if any)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "").replace("gw", "w")
+    return "it%s%s%d" % (tag, worker, os.getpid() % 100000)
 
 
-@pytest.fixture(scope="module", params=LINES, ids=["etcd-" + line for line in LINES])
+def module_lines(module):
+    """The lines a test module's lab runs on: its LAB_LINES (e.g. ["3.6"] for a slow scenario proved on one
+    line in the suite) narrowed by ETCDOPS_LINES."""
+    wanted = getattr(module, "LAB_LINES", None) or LINES
+    return [line for line in wanted if line in LINES]
+
+
+def pytest_generate_tests(metafunc):
+    if "lab" in metafunc.fixturenames:
+        lines = module_lines(metafunc.module)
+        metafunc.parametrize("lab", lines, ids=["etcd-" + line for line in lines], indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
 def lab(request):
     the_lab = lablib.Lab(lab_prefix(request.param.replace(".", "")))
     the_lab.down()

@@ -32,22 +32,9 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._store import (  # no
 pytestmark = pytest.mark.lab
 
 LAB_WITH_S3 = True
-LINES = os.environ.get("ETCDOPS_LINES", "3.4 3.5 3.6 3.7").split()
 CACHE = os.environ.get("ETCDOPS_CACHE", "/var/cache/etcdops")
 ENCRYPTION_CONFIG = "/etc/kubernetes/enc/encryption-config.yaml"
 CLUSTER = "lab"
-
-
-@pytest.fixture(scope="module", params=LINES, ids=["etcd-" + line for line in LINES])
-def lab(request):
-    """This module's own lab per line, under the h8 prefix."""
-    the_lab = lablib.Lab("h8bk%s%d" % (request.param.replace(".", ""), os.getpid() % 10000))
-    the_lab.down()
-    try:
-        the_lab.up(hosts=3, etcd_line=request.param, with_s3=LAB_WITH_S3)
-        yield the_lab
-    finally:
-        the_lab.down()
 
 
 @pytest.fixture(scope="module")

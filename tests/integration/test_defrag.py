@@ -17,19 +17,6 @@ pytestmark = pytest.mark.lab
 MODULE = "etcdops.etcd.etcd_defrag"
 MIB = 1024 * 1024
 LOWERED = {"min_fragmentation_bytes": "4M", "min_fragmentation_ratio": 0.3}
-LINES = os.environ.get("ETCDOPS_LINES", "3.4 3.5 3.6 3.7").split()
-
-
-@pytest.fixture(scope="module", params=LINES, ids=["etcd-" + line for line in LINES])
-def lab(request):
-    """This module's own lab per line, under the h7 prefix."""
-    the_lab = lablib.Lab("h7dfg%s%d" % (request.param.replace(".", ""), os.getpid() % 10000))
-    the_lab.down()
-    try:
-        the_lab.up(hosts=3, etcd_line=request.param, with_s3=False)
-        yield the_lab
-    finally:
-        the_lab.down()
 
 
 def sizes(lab):

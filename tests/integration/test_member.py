@@ -5,31 +5,15 @@ empty data directory as a learner, its static pod manifest joining the existing 
 returned; it is promoted once it has caught up and holds the API server's objects. etcdctl checks each step."""
 
 import json
-import os
 
 import pytest
 
-import lab as lablib  # pylint: disable=import-error
 from ansible_run import run_module  # pylint: disable=import-error
 
 pytestmark = pytest.mark.lab
 
 MODULE = "etcdops.etcd.etcd_member"
 MANIFEST = "etcdops.etcd.static_pod_manifest"
-# As conftest's lab fixture: ETCDOPS_LINES="3.6" narrows a local run.
-LINES = os.environ.get("ETCDOPS_LINES", "3.4 3.5 3.6 3.7").split()
-
-
-@pytest.fixture(scope="module", params=LINES, ids=["etcd-" + line for line in LINES])
-def lab(request):
-    """This module's own lab per line, under the h7 prefix."""
-    the_lab = lablib.Lab("h7mem%s%d" % (request.param.replace(".", ""), os.getpid() % 10000))
-    the_lab.down()
-    try:
-        the_lab.up(hosts=3, etcd_line=request.param, with_s3=False)
-        yield the_lab
-    finally:
-        the_lab.down()
 
 
 def etcdctl_members(lab, host="cp1"):

@@ -4,11 +4,9 @@ host as `etcdutl snapshot status` (etcdctl on 3.4) says and restores with the li
 without force keeps the file (changed false); state=status reports the same."""
 
 import json
-import os
 
 import pytest
 
-import lab as lablib  # pylint: disable=import-error
 from ansible_run import run_module  # pylint: disable=import-error
 
 pytestmark = pytest.mark.lab
@@ -16,20 +14,6 @@ pytestmark = pytest.mark.lab
 MODULE = "etcdops.etcd.etcd_snapshot"
 DIRECTORY = "/var/backups/etcd"
 PATH = DIRECTORY + "/snapshot.db"
-# As conftest's lab fixture: ETCDOPS_LINES="3.6" narrows a local run.
-LINES = os.environ.get("ETCDOPS_LINES", "3.4 3.5 3.6 3.7").split()
-
-
-@pytest.fixture(scope="module", params=LINES, ids=["etcd-" + line for line in LINES])
-def lab(request):
-    """This module's own lab per line, under the h6 prefix."""
-    the_lab = lablib.Lab("h6snap%s%d" % (request.param.replace(".", ""), os.getpid() % 10000))
-    the_lab.down()
-    try:
-        the_lab.up(hosts=3, etcd_line=request.param, with_s3=False)
-        yield the_lab
-    finally:
-        the_lab.down()
 
 
 def host_tool_status(lab, host, path):

@@ -67,11 +67,26 @@ def docker(*argv, check=True, input=None, timeout=None):
     return result
 
 
+_DOCKER_FAILURE = []
+
+
 def ensure_docker():
-    """A Docker engine that answers (scripts/ensure-docker.sh installs and starts one when needed)."""
+    """A Docker engine that answers (scripts/ensure-docker.sh installs and starts one when needed).
+
+    The script's own output goes to stderr as it runs; when it fails, the LabError carries its last line
+    (the reason, e.g. dockerd's last error), and later calls in this process fail at once with the same one.
+    """
     if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0:
         return
-    subprocess.run([str(ENSURE_DOCKER)], check=True)
+    if _DOCKER_FAILURE:
+        raise LabError(_DOCKER_FAILURE[0])
+    result = subprocess.run([str(ENSURE_DOCKER)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
+    sys.stderr.write(result.stderr)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        _DOCKER_FAILURE.append("scripts/ensure-docker.sh failed (exit %d): %s" % (
+            result.returncode, lines[-1] if lines else "no output"))
+        raise LabError(_DOCKER_FAILURE[0])
 
 
 def validate_prefix(prefix):
