@@ -7,6 +7,9 @@ export PATH := $(VENV)/bin:$(PATH)
 PREFIX ?= demo
 ETCD_LINE ?= 3.6
 PYTEST ?= $(PY) -m pytest
+# Parallel workers for the whole suite: labs mostly wait on etcd and Docker, so three share two cores well.
+JOBS ?= 3
+XDIST := -n $(JOBS) --dist loadgroup
 # Every etcd line is installed by `make etcd`: a missing one must fail the functional tests, not skip them.
 export ETCDOPS_REQUIRE_ALL_LINES := 1
 
@@ -26,10 +29,10 @@ etcd:
 	@bash scripts/install-etcd.sh --no-smoke
 
 test: bootstrap etcd
-	$(PYTEST) tests
+	$(PYTEST) $(XDIST) tests
 
 test-fast: bootstrap etcd
-	$(PYTEST) -m "not lab and not molecule" tests
+	$(PYTEST) $(XDIST) -m "not lab and not molecule" tests
 
 unit: bootstrap
 	$(PYTEST) tests/unit

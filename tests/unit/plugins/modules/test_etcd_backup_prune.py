@@ -8,55 +8,21 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import calendar
-import contextlib
-import json
 import time
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.common.text.converters import to_bytes
 
 from ansible_collections.etcdops.etcd.plugins.module_utils._retention import select
 from ansible_collections.etcdops.etcd.plugins.module_utils._store import (
     LocalStore, etcd_location, new_backup_id, resources_location)
 from ansible_collections.etcdops.etcd.plugins.modules import etcd_backup_info, etcd_backup_prune
-
-
-class ModuleExit(Exception):
-    def __init__(self, result, failed):
-        super(ModuleExit, self).__init__(result)
-        self.result = result
-        self.failed = failed
-
-
-@contextlib.contextmanager
-def module_args(args):
-    try:
-        from ansible.module_utils.testing import patch_module_args
-    except ImportError:  # ansible-core < 2.19
-        @contextlib.contextmanager
-        def patch_module_args(args):
-            old = basic._ANSIBLE_ARGS
-            basic._ANSIBLE_ARGS = to_bytes(json.dumps({'ANSIBLE_MODULE_ARGS': args}))
-            try:
-                yield
-            finally:
-                basic._ANSIBLE_ARGS = old
-    with patch_module_args(args):
-        yield
+from ansible_collections.etcdops.etcd.tests.unit.plugins.modules.etcd_fakes import ModuleExit, capture_exit, module_args
 
 
 @pytest.fixture(autouse=True)
-def capture_exit(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise ModuleExit(kwargs, failed=False)
-
-    def fail_json(self, **kwargs):
-        raise ModuleExit(kwargs, failed=True)
-
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+def exit_capture(monkeypatch):
+    return capture_exit(monkeypatch)
 
 
 def run(module, tmp_path, check=False, **args):
