@@ -277,3 +277,169 @@ def detect_tool(location=None, runner=None, search_path=DEFAULT_SEARCH_PATH):
                                tool.path, tool.version, ', '.join(looked), tool.line), kind='missing_tool')
     tool.supports_bump_revision = _supports_bump(runner, tool)
     return tool
+
+
+# -- the member's data dir -------------------------------------------------------------------------------
+
+MARKER = '.etcdops-restore.json'   # in the restored data dir: which snapshot it came from (idempotence)
+RESTORING_SUFFIX = '.restoring'    # <data_dir>.restoring: etcdutl's output before it takes the data dir's place
+MOVED_INFIX = '.moved-'            # <data_dir>.moved-<UTC timestamp>: the data dir that was there before
+IDENTITY_FIELDS = ('name', 'initial_cluster', 'initial_cluster_token', 'initial_advertise_peer_urls')
+
+
+def utc_stamp(now=None):
+    return time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now if now is not None else time.time()))
+
+
+def read_marker(data_dir):
+    """What the last restore into data_dir recorded, or None (no marker, or not readable as one)."""
+    import json
+    try:
+        with open(os.path.join(data_dir, MARKER)) as handle:
+            marker = json.load(handle)
+    except (IOError, OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def write_marker(directory, record):
+    import json
+    path = os.path.join(directory, MARKER)
+    with open(path, 'w') as handle:
+        json.dump(record, handle, indent=2, sort_keys=True)
+        handle.write('\n')
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(path, 0o600)
+
+
+def marker_matches(marker, sha256, identity):
+    """True when the marker says data_dir was restored from this snapshot for this member identity."""
+    if not marker or marker.get('snapshot_sha256') != sha256:
+        return False
+    return all(marker.get(field) == identity.get(field) for field in IDENTITY_FIELDS)
+
+
+def _flag_value(argv, name):
+    for index, item in enumerate(argv):
+        for dashes in ('--', '-'):
+            if item == dashes + name and index + 1 < len(argv):
+                return argv[index + 1]
+            if item.startswith(dashes + name + '='):
+                return item.split('=', 1)[1]
+    return None
+
+
+def etcd_users(data_dir, proc_root='/proc'):
+    """Processes using data_dir: an etcd whose --data-dir is it, or any process with a file open under it.
+
+    [dict(pid, why)]; reading other processes' file descriptors needs root, as the restore does.
+    """
+    data_dir = os.path.realpath(data_dir)
+    inside = data_dir.rstrip('/') + '/'
+    found = []
+    try:
+        entries = os.listdir(proc_root)
+    except OSError:
+        return found
+    own = os.getpid()
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == own:
+            continue
+        base = os.path.join(proc_root, entry)
+        try:
+            with open(os.path.join(base, 'cmdline'), 'rb') as handle:
+                cmdline = handle.read()
+        except (IOError, OSError):
+            continue
+        argv = [a.decode('utf-8', 'replace') for a in cmdline.rstrip(b'\0').split(b'\0')] if cmdline else []
+        if argv and os.path.basename(argv[0]) == 'etcd':
+            value = _flag_value(argv, 'data-dir')
+            if value and os.path.realpath(value) == data_dir:
+                found.append(dict(pid=int(entry), why='etcd --data-dir=%s' % value))
+                continue
+        try:
+            fds = os.listdir(os.path.join(base, 'fd'))
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(os.path.join(base, 'fd', fd))
+            except OSError:
+                continue
+            if target == data_dir or target.startswith(inside):
+                name = os.path.basename(argv[0]) if argv else '?'
+                found.append(dict(pid=int(entry), why='%s has %s open' % (name, target)))
+                break
+    return sorted(found, key=lambda p: p['pid'])
+
+
+def restoring_dir(data_dir):
+    """Where etcdutl writes: beside data_dir on the same file system, or inside it when data_dir is a mount."""
+    data_dir = data_dir.rstrip('/')
+    if os.path.ismount(data_dir):
+        return os.path.join(data_dir, MARKER.replace('.json', '') + RESTORING_SUFFIX)
+    return data_dir + RESTORING_SUFFIX
+
+
+def moved_path(data_dir, stamp):
+    """Where the old data dir goes: <data_dir>.moved-<stamp>, or <data_dir>/moved-<stamp> for a mount point."""
+    data_dir = data_dir.rstrip('/')
+    if os.path.ismount(data_dir):
+        base = os.path.join(data_dir, 'moved-' + stamp)
+    else:
+        base = data_dir + MOVED_INFIX + stamp
+    path, count = base, 1
+    while os.path.lexists(path):  # two restores in one second: never onto what an earlier one moved aside
+        path, count = '%s-%d' % (base, count), count + 1
+    return path
+
+
+def remove_restoring(path):
+    """A <data_dir>.restoring left by an interrupted run: only ever etcdutl's output from the snapshot."""
+    import shutil
+    if os.path.lexists(path):
+        shutil.rmtree(path)
+
+
+def _fsync_dir(directory):
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def swap_in(restored, data_dir, stamp):
+    """Put the restored dir in data_dir's place; the old data dir (if any) moves aside, never deleted.
+
+    Returns the path the old data dir went to (None when there was none). data_dir a mount point: its
+    entries move into <data_dir>/moved-<stamp>/ and the restored entries take their place.
+    """
+    data_dir = data_dir.rstrip('/')
+    moved = moved_path(data_dir, stamp)
+    if os.path.ismount(data_dir):
+        os.mkdir(moved, 0o700)
+        keep = set([os.path.basename(restored), os.path.basename(moved), 'lost+found'])
+        for entry in sorted(os.listdir(data_dir)):
+            if entry not in keep:
+                os.rename(os.path.join(data_dir, entry), os.path.join(moved, entry))
+        for entry in sorted(os.listdir(restored)):
+            os.rename(os.path.join(restored, entry), os.path.join(data_dir, entry))
+        os.rmdir(restored)
+        os.chmod(data_dir, 0o700)
+        _fsync_dir(moved)
+        _fsync_dir(data_dir)
+        return moved
+    if not os.path.lexists(data_dir):
+        moved = None
+    else:
+        os.rename(data_dir, moved)
+    os.rename(restored, data_dir)
+    _fsync_dir(os.path.dirname(data_dir) or '/')
+    return moved

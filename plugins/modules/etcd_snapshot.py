@@ -8,7 +8,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 ---
 module: etcd_snapshot
-short_description: Save an etcd snapshot from a member chosen by policy, or report the status of a snapshot file
+short_description: Save an etcd snapshot from a member chosen by policy, report a snapshot file's status, or restore it
 version_added: 0.1.0
 description:
   - With O(state=saved), streams a snapshot (etcd's Snapshot RPC, as C(etcdctl snapshot save) does) from one healthy
@@ -26,6 +26,24 @@ description:
     already there is kept unless a complete new snapshot replaces it.
   - With O(state=status), reports the status of the snapshot file at O(path) and changes nothing. The status is
     read in Python (no etcdutl binary is needed on the host), with the same results as C(etcdutl snapshot status).
+  - With O(state=restored), restores the snapshot file at O(path) into this member's data dir, as the etcd and
+    Kubernetes runbooks do with C(etcdutl snapshot restore) (C(ETCDCTL_API=3 etcdctl snapshot restore) on etcd 3.4).
+    The member's name, initial cluster, cluster token, peer URLs and data dir are read from its static pod manifest
+    (O(manifest); by default C(etcd.yaml) in O(manifests_dir), else its parked copy in O(parking_dir)); each option
+    given overrides what the manifest says.
+  - The restore refuses, changing nothing, while this member's etcd runs (its manifest is in O(manifests_dir), or a
+    process is etcd with this data dir or has a file open under it, read from C(/proc)); when the snapshot is
+    missing, unreadable or its sha256 trailer does not match; when no etcdutl (etcdctl on 3.4) is found; and when the
+    tool's etcd line differs from the server's (the manifest's image).
+  - It restores into C(<data_dir>.restoring) beside the data dir, then moves the old data dir aside as
+    C(<data_dir>.moved-<UTC timestamp>) (never deletes it) and renames the restored dir into place. Where the data
+    dir is a mount point, the old content moves into C(<data_dir>/moved-<UTC timestamp>/) instead.
+  - A file C(.etcdops-restore.json) in the restored data dir records the snapshot's sha256 and the member's
+    identity; a later run with the same snapshot and identity reports no change (even while etcd runs), so a
+    restore playbook run again after an interruption converges.
+  - The revision bump and mark-compacted (C(--bump-revision 1000000000 --mark-compacted), etcd's recovery guide)
+    are on by default where the tool has them (etcdutl 3.5.10 and later; not etcdctl 3.4 before 3.4.27, where the
+    restore runs without them and a warning says so).
 author:
   - etcdops maintainers (@etcdops)
 extends_documentation_fragment:
@@ -36,12 +54,16 @@ options:
     description:
       - V(saved) takes a snapshot into O(path), unless a file is already there and O(force=false).
       - V(status) reports the status of the existing snapshot file at O(path); the connection options are not used.
+      - V(restored) restores the snapshot file at O(path) into this member's data dir (see the description); the
+        connection options are not used.
     type: str
-    choices: [saved, status]
+    choices: [saved, status, restored]
     default: saved
   path:
     description:
       - The snapshot file. Its directory must exist.
+      - With O(state=restored), the snapshot to restore (a file C(etcdctl snapshot save), M(etcdops.etcd.etcd_snapshot)
+        or a fetched backup wrote).
     type: path
     required: true
   member:
@@ -61,6 +83,8 @@ options:
         the file that is there; it fails when that file is not a readable snapshot or its sha256 trailer does not
         match. Every snapshot differs from the
         last, so a scheduled backup names each file uniquely (for example with a timestamp) or sets V(true).
+      - With O(state=restored), V(true) restores even when the data dir was already restored from this snapshot (the
+        data written since then is moved aside with the old data dir).
     type: bool
     default: false
   mode:
@@ -74,15 +98,91 @@ options:
       - Seconds the whole stream from one member may take before it is abandoned and the next member is asked.
     type: float
     default: 900.0
+  data_dir:
+    description:
+      - With O(state=restored), the member's data dir on the host. Default, the manifest's C(--data-dir) mapped
+        through its hostPath volume (C(/var/lib/etcd) with kubeadm).
+    type: path
+  name:
+    description:
+      - With O(state=restored), the member's name. Default, the manifest's C(--name).
+    type: str
+  initial_cluster:
+    description:
+      - With O(state=restored), every member as C(name=peer-URL), comma-separated. Default, the manifest's
+        C(--initial-cluster). Restoring several members, give each the same list of all of them.
+    type: str
+  initial_cluster_token:
+    description:
+      - With O(state=restored), the cluster token. Default, the manifest's C(--initial-cluster-token), else etcd's
+        default C(etcd-cluster) (kubeadm sets none).
+    type: str
+  initial_advertise_peer_urls:
+    description:
+      - With O(state=restored), this member's peer URLs, comma-separated; they must be its URLs in
+        O(initial_cluster). Default, the manifest's C(--initial-advertise-peer-urls).
+    type: str
+  manifest:
+    description:
+      - With O(state=restored), the member's etcd static pod manifest to read the defaults from. Default,
+        C(etcd.yaml) in O(manifests_dir), else in O(parking_dir).
+    type: path
+  manifests_dir:
+    description:
+      - The directory the kubelet runs static pods from. With O(state=restored), an C(etcd.yaml) there means etcd
+        runs (or will be started at once), so the restore refuses.
+    type: path
+    default: /etc/kubernetes/manifests
+  parking_dir:
+    description:
+      - Where M(etcdops.etcd.static_pod_manifest) parks manifests; the parked C(etcd.yaml) is read when none is in
+        O(manifests_dir).
+    type: path
+    default: /etc/kubernetes/manifests-parked
+  etcdutl:
+    description:
+      - With O(state=restored), the path of etcdutl (or etcdctl on etcd 3.4), or the directory holding it.
+        Default, C(/usr/local/bin), C(/usr/bin), C(/bin) and C(/opt/bin), etcdutl first.
+    type: path
+  bump_revision:
+    description:
+      - With O(state=restored), how many revisions to add to the snapshot's last one (C(--bump-revision)), so that
+        the restored revisions stay above every revision watchers have seen.
+      - Default, 1000000000 where the tool has the flag (and O(mark_compacted=true)), 0 where it does not. V(0)
+        restores without a bump.
+    type: int
+  mark_compacted:
+    description:
+      - With O(state=restored), mark the revisions before the bumped one compacted (C(--mark-compacted)), so
+        watchers re-list. It goes with a bump (etcdutl demands it with one); V(false) with no O(bump_revision)
+        restores without a bump.
+    type: bool
+    default: true
+  skip_hash_check:
+    description:
+      - With O(state=restored), restore a snapshot without etcd's sha256 trailer (a C(member/snap/db) copied from a
+        data dir), unchecked.
+    type: bool
+    default: false
+  allow_version_mismatch:
+    description:
+      - With O(state=restored), restore with a tool of another etcd line than the server's (read from the manifest's
+        image tag).
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
     details:
       - Reports which member would serve the snapshot and writes nothing.
+      - With O(state=restored), verifies the snapshot, finds the tool and reports the command it would run and where
+        the old data dir would go, and touches nothing. While etcd still runs it warns (a real run refuses) instead
+        of failing, so a playbook's check mode can show a restore that follows the step that stops etcd.
   diff_mode:
     support: full
     details:
       - Shows the revision, size and sha256 of the file before and after.
+      - With O(state=restored), the sha256 of the snapshot the data dir was restored from, before and after.
 notes:
   - Progress (bytes and MB/s) is logged to the host's syslog every 10 seconds while the snapshot streams.
   - The status hash is crc32c. With the C(google-crc32c) or C(crc32c) Python package on the host it takes a
@@ -92,6 +192,7 @@ seealso:
     description: How etcd snapshots are taken and restored.
     link: https://etcd.io/docs/v3.5/op-guide/recovery/
   - module: etcdops.etcd.etcd_cluster_info
+  - module: etcdops.etcd.static_pod_manifest
 '''
 
 EXAMPLES = r'''
@@ -118,6 +219,25 @@ EXAMPLES = r'''
     path: /var/backups/etcd/latest.db
   register: status
   failed_when: status.trailer != 'valid'
+
+- name: Stop etcd on this member, then restore the snapshot into its data dir (identity from the parked manifest)
+  etcdops.etcd.static_pod_manifest:
+    name: etcd
+    state: absent
+    wait: stopped
+
+- name: Restore; the old data dir is moved aside as /var/lib/etcd.moved-<timestamp>
+  etcdops.etcd.etcd_snapshot:
+    state: restored
+    path: /var/backups/etcd/latest.db
+  register: restored
+
+- name: Restore on etcd 3.4 with the etcdctl of that line and without a bump
+  etcdops.etcd.etcd_snapshot:
+    state: restored
+    path: /var/backups/etcd/latest.db
+    etcdutl: /usr/local/bin/etcdctl
+    bump_revision: 0
 '''
 
 RETURN = r'''
@@ -219,8 +339,8 @@ trailer:
   sample: valid
 duration_seconds:
   description: Seconds from asking the member that served the snapshot to the file in place (stream, sync to disk
-    and reading its status).
-  returned: when a snapshot was taken
+    and reading its status); with O(state=restored), seconds of the restore and the swap.
+  returned: when a snapshot was taken or restored
   type: float
   sample: 12.4
 mb_per_second:
@@ -254,6 +374,117 @@ tried:
       type: str
       returned: always
       sample: "snapshot stream from master-3 (https://10.0.0.13:2379): connection refused"
+data_dir:
+  description: The member's data dir that was (or would be) restored.
+  returned: when O(state=restored)
+  type: str
+  sample: /var/lib/etcd
+restored:
+  description: Whether this run restored the snapshot into RV(data_dir) (V(false) in check mode and when it already was).
+  returned: when O(state=restored)
+  type: bool
+  sample: true
+moved_to:
+  description: Where the old data dir went (or would go in check mode); V(null) when there was none.
+  returned: when O(state=restored)
+  type: str
+  sample: /var/lib/etcd.moved-20250314T101500Z
+restored_at:
+  description: The UTC timestamp of the restore (of the earlier one when nothing was done).
+  returned: when O(state=restored) and the data dir was or had been restored
+  type: str
+  sample: 20250314T101500Z
+manifest:
+  description: The manifest the member's identity was read from; V(null) when all came from options.
+  returned: when O(state=restored)
+  type: str
+  sample: /etc/kubernetes/manifests-parked/etcd.yaml
+name:
+  description: The member name restored.
+  returned: when O(state=restored)
+  type: str
+  sample: master-1
+initial_cluster:
+  description: The initial cluster restored.
+  returned: when O(state=restored)
+  type: str
+  sample: master-1=https://10.0.0.11:2380,master-2=https://10.0.0.12:2380
+initial_cluster_token:
+  description: The cluster token restored.
+  returned: when O(state=restored)
+  type: str
+  sample: etcd-cluster
+initial_advertise_peer_urls:
+  description: This member's peer URLs.
+  returned: when O(state=restored)
+  type: str
+  sample: https://10.0.0.11:2380
+etcd_running:
+  description: Whether this member's etcd was found running (in check mode the restore warns; a real run refuses).
+  returned: when O(state=restored) and the data dir was not already restored
+  type: bool
+  sample: false
+server_version:
+  description: The etcd version of the member's manifest image; V(null) when unknown.
+  returned: when O(state=restored) and the tool was looked for
+  type: str
+  sample: 3.6.4
+tool:
+  description: The binary that restores.
+  returned: when O(state=restored) and the tool was found
+  type: dict
+  contains:
+    path:
+      description: Its path.
+      type: str
+      returned: always
+      sample: /usr/local/bin/etcdutl
+    kind:
+      description: V(etcdutl) or V(etcdctl) (etcd 3.4).
+      type: str
+      returned: always
+      sample: etcdutl
+    version:
+      description: Its version.
+      type: str
+      returned: always
+      sample: 3.6.4
+    line:
+      description: Its major.minor.
+      type: str
+      returned: always
+      sample: '3.6'
+    supports_bump_revision:
+      description: Whether its C(snapshot restore) has C(--bump-revision) and C(--mark-compacted).
+      type: bool
+      returned: always
+      sample: true
+command:
+  description: The restore command (run, or to run in check mode).
+  returned: when O(state=restored) and a restore was (or would be) run
+  type: list
+  elements: str
+  sample: [/usr/local/bin/etcdutl, snapshot, restore, /var/backups/etcd/latest.db, --data-dir, /var/lib/etcd.restoring]
+bump_revision:
+  description: The revision bump used (0 for none).
+  returned: when O(state=restored) and a restore was (or would be) run
+  type: int
+  sample: 1000000000
+mark_compacted:
+  description: Whether the restore marked the revisions before the bump compacted.
+  returned: when O(state=restored) and a restore was (or would be) run
+  type: bool
+  sample: true
+restore_seconds:
+  description: Seconds etcdutl (etcdctl) took.
+  returned: when O(state=restored) and a restore ran
+  type: float
+  sample: 8.2
+msg:
+  description: What was done, or why nothing was.
+  returned: sometimes
+  type: str
+  sample: restored /var/backups/etcd/latest.db (revision 24825) into /var/lib/etcd as member master-1
 unhealthy:
   description: Members not asked because they were not healthy, with the reason.
   returned: when O(state=saved) and the members were read
@@ -278,6 +509,7 @@ unhealthy:
 '''
 
 import os
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -286,6 +518,25 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._client import (
     EtcdClientError,
     client_from_module,
     connection_argument_spec,
+)
+from ansible_collections.etcdops.etcd.plugins.module_utils._manifest import ManifestError, StaticPodManifest
+from ansible_collections.etcdops.etcd.plugins.module_utils._restore import (
+    DEFAULT_BUMP_REVISION,
+    RestoreError,
+    cluster_string,
+    detect_tool,
+    etcd_users,
+    marker_matches,
+    moved_path,
+    read_marker,
+    remove_restoring,
+    restore_argv,
+    restoring_dir,
+    run_restore,
+    swap_in,
+    url_list,
+    utc_stamp,
+    write_marker,
 )
 from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import (
     MEGABYTE,
@@ -407,20 +658,250 @@ def state_saved(module):
     module.exit_json(**result)
 
 
+RESTORE_OPTIONS = ('data_dir', 'name', 'initial_cluster', 'initial_cluster_token', 'initial_advertise_peer_urls')
+ETCD_DEFAULT_TOKEN = 'etcd-cluster'  # what etcd uses when --initial-cluster-token is not given (kubeadm gives none)
+
+
+def find_manifest(params):
+    """The member's etcd manifest: O(manifest), else etcd.yaml in the manifests dir, else its parked copy."""
+    if params['manifest']:
+        return params['manifest']
+    for directory in (params['manifests_dir'], params['parking_dir']):
+        candidate = os.path.join(directory, 'etcd.yaml')
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def identity_from_manifest(module, path):
+    """data_dir (on the host), name, initial cluster, token, peer URLs and the server's etcd version."""
+    try:
+        manifest = StaticPodManifest.from_file(path, container='etcd')
+    except ManifestError as error:
+        try:
+            manifest = StaticPodManifest.from_file(path)
+        except ManifestError:
+            module.fail_json(msg='cannot read the etcd manifest %s: %s; fix it or give data_dir, name, initial_cluster, '
+                                 'initial_cluster_token and initial_advertise_peer_urls' % (path, error),
+                             error_kind='bad_manifest')
+    flags = manifest.flags
+    data_dir = manifest.data_dir
+    wal_dir = flags.get('wal-dir') if isinstance(flags.get('wal-dir'), str) else None
+    found = dict(
+        data_dir=(manifest.host_path(data_dir) or data_dir) if data_dir else None,
+        wal_dir=(manifest.host_path(wal_dir) or wal_dir) if wal_dir else None,
+        name=flags.get('name') if isinstance(flags.get('name'), str) else None,
+        initial_cluster=flags.get('initial-cluster') if isinstance(flags.get('initial-cluster'), str) else None,
+        initial_cluster_token=flags.get('initial-cluster-token') if isinstance(
+            flags.get('initial-cluster-token'), str) else ETCD_DEFAULT_TOKEN,
+        initial_advertise_peer_urls=flags.get('initial-advertise-peer-urls') if isinstance(
+            flags.get('initial-advertise-peer-urls'), str) else None,
+        server_version=manifest.etcd_version,
+    )
+    return found
+
+
+def etcd_running(params, data_dir):
+    """Why this member's etcd counts as running ([] when it does not): its manifest where kubelet runs it, a process."""
+    reasons = []
+    in_manifests = os.path.join(params['manifests_dir'], 'etcd.yaml')
+    if os.path.exists(in_manifests):
+        reasons.append('its manifest %s is in the manifests directory, where the kubelet runs it' % in_manifests)
+    if params['manifest'] and os.path.exists(params['manifest']) and \
+            os.path.dirname(os.path.abspath(params['manifest'])) == os.path.abspath(params['manifests_dir']):
+        if params['manifest'] != in_manifests:
+            reasons.append('its manifest %s is in the manifests directory' % params['manifest'])
+    for user in etcd_users(data_dir):
+        reasons.append('process %d uses %s (%s)' % (user['pid'], data_dir, user['why']))
+    return reasons
+
+
+def state_restored(module):
+    params = module.params
+    path = params['path']
+    manifest = find_manifest(params)
+    identity = dict((option, None) for option in RESTORE_OPTIONS)
+    server_version = None
+    wal_dir = None
+    if manifest and os.path.isfile(manifest):
+        found = identity_from_manifest(module, manifest)
+        identity.update((k, found[k]) for k in RESTORE_OPTIONS)
+        server_version, wal_dir = found['server_version'], found['wal_dir']
+    elif params['manifest']:
+        module.fail_json(msg='manifest %s does not exist: give the path of the member\'s etcd manifest (or its parked '
+                             'copy), or give data_dir, name, initial_cluster and initial_advertise_peer_urls'
+                             % params['manifest'], error_kind='missing_manifest')
+    for option in RESTORE_OPTIONS:
+        if params[option]:
+            identity[option] = params[option]
+    if not identity['initial_cluster_token']:
+        identity['initial_cluster_token'] = ETCD_DEFAULT_TOKEN
+    missing = [option for option in RESTORE_OPTIONS if not identity[option]]
+    if missing:
+        module.fail_json(msg='cannot restore: %s not given and not found in a manifest (looked for %s): give them as '
+                             'options' % (', '.join(missing), manifest or 'etcd.yaml in %s and %s' % (
+                                 params['manifests_dir'], params['parking_dir'])), error_kind='bad_input')
+    if wal_dir:
+        module.fail_json(msg='the member keeps its WAL in a separate directory (--wal-dir=%s): restoring such a member '
+                             'is not supported yet; restore by hand with etcdutl --wal-dir' % wal_dir,
+                         error_kind='unsupported')
+    data_dir = os.path.abspath(identity['data_dir']).rstrip('/')
+    try:
+        identity['initial_cluster'] = cluster_string(identity['initial_cluster'])
+    except RestoreError as error:
+        module.fail_json(msg=error.msg, error_kind=error.kind)
+    identity['initial_advertise_peer_urls'] = url_list(identity['initial_advertise_peer_urls'])
+    identity['data_dir'] = data_dir
+    result = dict(path=path, manifest=manifest, restored=False, moved_to=None, **identity)
+
+    # 1. the snapshot: there, readable, its trailer right; nothing is touched before this passes
+    try:
+        status = file_status(path)
+    except SnapshotError as error:
+        what = 'does not exist' if error.kind == 'missing' else 'cannot be used'
+        module.fail_json(msg='snapshot %s %s: %s; nothing was changed' % (path, what, error.msg),
+                         error_kind=error.kind, **result)
+    result.update((field, status[field]) for field in STATUS_FIELDS)
+    if status['trailer'] == 'mismatch':
+        module.fail_json(msg='snapshot %s is damaged: its sha256 trailer does not match its database; nothing was '
+                             'changed. Use another backup' % path, error_kind='sha256_mismatch', **result)
+    if status['trailer'] == 'absent' and not params['skip_hash_check']:
+        module.fail_json(msg='snapshot %s has no sha256 trailer (a db file copied from a data dir?): set '
+                             'skip_hash_check=true to restore it unchecked; nothing was changed' % path,
+                         error_kind='no_trailer', **result)
+
+    # 2. already restored from this very snapshot for this member: nothing to do
+    marker = read_marker(data_dir)
+    if marker_matches(marker, status['sha256'], identity) and not params['force']:
+        result.update(changed=False, restored_at=marker.get('restored_at'), moved_to=marker.get('moved_to'),
+                      msg='%s was already restored from this snapshot (sha256 %s) at %s; set force=true to restore '
+                          'it again' % (data_dir, status['sha256'][:12], marker.get('restored_at')))
+        module.exit_json(**result)
+
+    # 3. etcd must not run on this data dir
+    running = etcd_running(params, data_dir)
+    result['etcd_running'] = bool(running)
+    if running and not module.check_mode:
+        module.fail_json(msg='etcd of this member is running: %s. Stop it first (park its manifest with '
+                             'etcdops.etcd.static_pod_manifest state=absent wait=stopped); nothing was changed'
+                         % '; '.join(running), error_kind='etcd_running', **result)
+    if running:
+        module.warn('etcd runs (%s): a real run would refuse until it is stopped' % '; '.join(running))
+
+    # 4. the tool of the server's line
+    try:
+        tool = detect_tool(params['etcdutl'], module)
+    except RestoreError as error:
+        module.fail_json(msg='%s; nothing was changed' % error.msg, error_kind=error.kind, **result)
+    result['tool'] = tool.as_dict()
+    server_line = '.'.join(server_version.split('.')[:2]) if server_version else None
+    result['server_version'] = server_version
+    if server_line and tool.line and server_line != tool.line and not params['allow_version_mismatch']:
+        module.fail_json(msg='%s is etcd %s but the member runs etcd %s (its manifest\'s image): a restore must use '
+                             'the tool of the server\'s line. Give etcdutl of %s (etcdctl on 3.4) in O(etcdutl), or set '
+                             'allow_version_mismatch=true; nothing was changed' % (
+                                 tool.path, tool.version, server_version, server_line),
+                         error_kind='version_mismatch', **result)
+    bump = params['bump_revision']
+    if bump is None:
+        bump = DEFAULT_BUMP_REVISION if tool.supports_bump_revision and params['mark_compacted'] else 0
+        if not tool.supports_bump_revision:
+            module.warn('%s %s has no --bump-revision/--mark-compacted: restored without a revision bump; restart '
+                        'every kube-apiserver and controller after the restore so no watch cache serves stale '
+                        'data' % (tool.kind, tool.version))
+    restoring = restoring_dir(data_dir)
+    try:
+        argv = restore_argv(tool, path, restoring, identity['name'], identity['initial_cluster'],
+                            identity['initial_cluster_token'], identity['initial_advertise_peer_urls'],
+                            bump_revision=bump, mark_compacted=params['mark_compacted'],
+                            skip_hash_check=params['skip_hash_check'])
+    except RestoreError as error:
+        module.fail_json(msg='%s; nothing was changed' % error.msg, error_kind=error.kind, **result)
+    stamp = utc_stamp()
+    parent = os.path.dirname(data_dir)
+    if not os.path.isdir(parent):
+        module.fail_json(msg='the parent directory %s of data_dir does not exist; nothing was changed' % parent,
+                         error_kind='no_directory', **result)
+    had_data = os.path.lexists(data_dir) and not (os.path.ismount(data_dir) and not [
+        e for e in os.listdir(data_dir) if e not in ('lost+found', os.path.basename(restoring))])
+    would_move = moved_path(data_dir, stamp) if had_data else None
+    result.update(command=argv, bump_revision=bump, mark_compacted=bool(bump), changed=True)
+    if module._diff:
+        result['diff'] = dict(
+            before=dict(data_dir=data_dir, restored_from=(marker or {}).get('snapshot_sha256')),
+            after=dict(data_dir=data_dir, restored_from=status['sha256'], old_data_dir_moved_to=would_move))
+    if module.check_mode:
+        result.update(moved_to=would_move, msg='would restore %s (revision %d, %d keys) into %s as member %s%s' % (
+            path, status['revision'], status['live_keys'], data_dir, identity['name'],
+            ', moving the old data dir to %s' % would_move if would_move else ''))
+        module.exit_json(**result)
+
+    # 5. restore beside the data dir, then swap: the old data dir is moved aside, never deleted
+    started = time.monotonic()
+    try:
+        remove_restoring(restoring)
+        ran = run_restore(module, argv, tool.env)
+        os.chmod(restoring, 0o700)
+        record = dict(identity, snapshot_sha256=status['sha256'], snapshot_path=path, revision=status['revision'],
+                      bump_revision=bump, restored_at=stamp, tool=tool.as_dict())
+        write_marker(restoring, record)
+    except (RestoreError, OSError, IOError) as error:
+        try:
+            remove_restoring(restoring)
+        except OSError:
+            pass
+        module.fail_json(msg='restore into %s failed: %s; the data dir %s was not touched' % (
+            restoring, getattr(error, 'msg', None) or str(error), data_dir),
+            error_kind=getattr(error, 'kind', 'write_failed'), **result)
+    try:
+        moved = swap_in(restoring, data_dir, stamp)
+    except OSError as error:
+        module.fail_json(msg='the restore into %s succeeded but it could not take the place of %s: %s. Nothing was '
+                             'deleted: move %s aside and %s into its place by hand, or run again' % (
+                                 restoring, data_dir, error, data_dir, restoring),
+                         error_kind='swap_failed', **result)
+    if moved and not had_data and os.path.isdir(moved) and not os.listdir(moved):
+        os.rmdir(moved)  # a mount point with nothing in it: nothing was moved aside
+        moved = None
+    record['moved_to'] = moved
+    write_marker(data_dir, record)
+    result.update(restored=True, moved_to=moved, restored_at=stamp,
+                  duration_seconds=round(time.monotonic() - started, 3), restore_seconds=round(ran['seconds'], 3),
+                  msg='restored %s (revision %d) into %s as member %s%s' % (
+                      path, status['revision'], data_dir, identity['name'],
+                      '; the old data dir is at %s' % moved if moved else ''))
+    module.exit_json(**result)
+
+
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(
-        state=dict(type='str', default='saved', choices=['saved', 'status']),
+        state=dict(type='str', default='saved', choices=['saved', 'status', 'restored']),
         path=dict(type='path', required=True),
         member=dict(type='str', default='follower'),
         force=dict(type='bool', default=False),
         mode=dict(type='raw', default='0600'),
         timeout=dict(type='float', default=900.0),
+        data_dir=dict(type='path'),
+        name=dict(type='str'),
+        initial_cluster=dict(type='str'),
+        initial_cluster_token=dict(type='str', no_log=False),
+        initial_advertise_peer_urls=dict(type='str'),
+        manifest=dict(type='path'),
+        manifests_dir=dict(type='path', default='/etc/kubernetes/manifests'),
+        parking_dir=dict(type='path', default='/etc/kubernetes/manifests-parked'),
+        etcdutl=dict(type='path'),
+        bump_revision=dict(type='int'),
+        mark_compacted=dict(type='bool', default=True),
+        skip_hash_check=dict(type='bool', default=False),
+        allow_version_mismatch=dict(type='bool', default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, required_together=CONNECTION_REQUIRED_TOGETHER,
                            supports_check_mode=True)
     if module.params['state'] == 'status':
         state_status(module)
+    if module.params['state'] == 'restored':
+        state_restored(module)
     state_saved(module)
 
 

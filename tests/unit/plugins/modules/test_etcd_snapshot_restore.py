@@ -1,0 +1,279 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""etcd_snapshot state=restored with etcdutl faked (it writes a member dir as the real one would): the member's
+identity from its parked manifest, the old data dir moved aside, the second run that changes nothing, check mode
+that touches nothing, and every refusal (etcd running, bad snapshot, tool failing, wrong line) leaving the data
+dir as it was."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ansible.module_utils import basic
+
+from ansible_collections.etcdops.etcd.plugins.module_utils._restore import MARKER
+from ansible_collections.etcdops.etcd.plugins.modules import etcd_snapshot
+from ansible_collections.etcdops.etcd.tests.unit.plugins.modules.etcd_fakes import ModuleExit, capture_exit, module_args
+
+HERE = os.path.dirname(__file__)
+SNAPSHOT = os.path.join(HERE, '..', '..', 'fixtures', 'snapshots', 'etcd-3.5.db')
+MANIFEST = os.path.join(HERE, '..', '..', 'fixtures', 'manifests', 'kubeadm-etcd-3.5.manifest')
+
+
+@pytest.fixture(autouse=True)
+def warnings(monkeypatch):
+    return capture_exit(monkeypatch)
+
+
+class FakeTool(object):
+    """etcdutl (or etcdctl) as run_command sees it: version, --help, and a restore that writes a member dir."""
+
+    def __init__(self, version='3.5.16', bump=True, fail=None):
+        self.version = version
+        self.bump = bump
+        self.fail = fail
+        self.restores = []
+
+    def __call__(self, module, argv, environ_update=None, **kwargs):
+        kind = os.path.basename(argv[0])
+        if argv[1:] == ['version']:
+            return 0, '%s version: %s\nAPI version: %s\n' % (kind, self.version, self.version[:3]), ''
+        if argv[1:] == ['snapshot', 'restore', '--help']:
+            return 0, '--data-dir\n' + ('--bump-revision\n--mark-compacted\n' if self.bump else ''), ''
+        if argv[1:3] == ['snapshot', 'restore']:
+            self.restores.append((list(argv), dict(environ_update or {})))
+            target = argv[argv.index('--data-dir') + 1]
+            if os.path.exists(target):
+                return 1, '', 'Error: data-dir %r exists' % target
+            os.makedirs(os.path.join(target, 'member', 'snap'))
+            os.makedirs(os.path.join(target, 'member', 'wal'))
+            if self.fail:
+                return 1, '', self.fail
+            shutil.copy(argv[3], os.path.join(target, 'member', 'snap', 'db'))
+            return 0, '', 'restored snapshot'
+        return 127, '', 'unexpected %s' % argv
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    """A control-plane host in a directory: manifests dir, parked etcd manifest, old data dir, fake etcdutl."""
+    root = tmp_path
+    (root / 'manifests').mkdir()
+    (root / 'parked').mkdir()
+    shutil.copy(MANIFEST, str(root / 'parked' / 'etcd.yaml'))
+    data = root / 'lib' / 'etcd'
+    (data / 'member' / 'snap').mkdir(parents=True)
+    (data / 'member' / 'snap' / 'db').write_bytes(b'old data')
+    bindir = root / 'bin'
+    bindir.mkdir()
+    for name in ('etcdutl', 'etcdctl'):
+        path = bindir / name
+        path.write_text('#!/bin/sh\nexit 0\n')
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    shutil.copy(SNAPSHOT, str(root / 'snapshot.db'))
+    tool = FakeTool()
+    monkeypatch.setattr(basic.AnsibleModule, 'run_command', lambda self, argv, **kw: tool(self, argv, **kw))
+    return dict(root=root, data=str(data), tool=tool, bin=str(bindir))
+
+
+def restore(host, check=False, diff=False, **over):
+    args = dict(state='restored', path=str(host['root'] / 'snapshot.db'), data_dir=host['data'],
+                manifests_dir=str(host['root'] / 'manifests'), parking_dir=str(host['root'] / 'parked'),
+                etcdutl=host['bin'] + '/etcdutl', _ansible_check_mode=check, _ansible_diff=diff)
+    args.update(over)
+    with module_args(args):
+        with pytest.raises(ModuleExit) as caught:
+            etcd_snapshot.main()
+    return caught.value
+
+
+def listing(root):
+    """Every path under root with its size: what 'nothing changed' is checked against."""
+    found = {}
+    for directory, dirs, files in os.walk(str(root)):
+        for name in dirs + files:
+            path = os.path.join(directory, name)
+            found[os.path.relpath(path, str(root))] = os.path.getsize(path) if os.path.isfile(path) else None
+    return found
+
+
+def old_data_at(path):
+    with open(os.path.join(path, 'member', 'snap', 'db'), 'rb') as handle:
+        return handle.read() == b'old data'
+
+
+def test_restore_takes_the_identity_from_the_parked_manifest_and_moves_the_old_data_dir_aside(host):
+    result = restore(host)
+    assert not result.failed, result.result
+    out = result.result
+    assert out['changed'] and out['restored']
+    assert out['manifest'] == str(host['root'] / 'parked' / 'etcd.yaml')
+    argv, env = host['tool'].restores[0]
+    flags = dict(zip(argv[4::2], argv[5::2]))
+    assert flags['--name'] == 'cp1' and flags['--initial-cluster'] == 'cp1=https://10.0.0.11:2380'
+    assert flags['--initial-cluster-token'] == 'etcd-cluster'
+    assert flags['--initial-advertise-peer-urls'] == 'https://10.0.0.11:2380'
+    assert flags['--data-dir'] == host['data'] + '.restoring'
+    assert argv[-3:] == ['--bump-revision', '1000000000', '--mark-compacted'] and env == {}
+    # the old data dir is kept, aside, with its content; the restored one is in place with its marker
+    assert out['moved_to'].startswith(host['data'] + '.moved-') and old_data_at(out['moved_to'])
+    with open(SNAPSHOT, 'rb') as handle:
+        assert open(os.path.join(host['data'], 'member', 'snap', 'db'), 'rb').read() == handle.read()
+    assert os.path.exists(os.path.join(host['data'], MARKER))
+    assert not os.path.exists(host['data'] + '.restoring')
+    assert stat.S_IMODE(os.stat(host['data']).st_mode) == 0o700
+    assert out['revision'] > 0 and out['trailer'] == 'valid' and out['tool']['kind'] == 'etcdutl'
+
+
+def test_the_second_run_with_the_same_snapshot_changes_nothing_even_while_etcd_runs(host):
+    first = restore(host).result
+    shutil.copy(str(host['root'] / 'parked' / 'etcd.yaml'), str(host['root'] / 'manifests' / 'etcd.yaml'))
+    before = listing(host['root'])
+    second = restore(host)
+    assert not second.failed and not second.result['changed'] and not second.result['restored']
+    assert second.result['moved_to'] == first['moved_to'] and 'already restored' in second.result['msg']
+    assert len(host['tool'].restores) == 1 and listing(host['root']) == before
+
+
+def test_force_restores_again(host):
+    restore(host)
+    again = restore(host, force=True)
+    assert again.result['restored'] and len(host['tool'].restores) == 2
+
+
+def test_check_mode_reports_the_plan_and_touches_nothing(host):
+    before = listing(host['root'])
+    result = restore(host, check=True, diff=True)
+    out = result.result
+    assert not result.failed and out['changed'] and not out['restored']
+    assert out['moved_to'].startswith(host['data'] + '.moved-') and out['command'][1:3] == ['snapshot', 'restore']
+    assert out['diff']['after']['old_data_dir_moved_to'] == out['moved_to']
+    assert host['tool'].restores == [] and listing(host['root']) == before
+
+
+def test_check_mode_while_etcd_runs_warns_instead_of_failing(host, warnings):
+    shutil.copy(str(host['root'] / 'parked' / 'etcd.yaml'), str(host['root'] / 'manifests' / 'etcd.yaml'))
+    result = restore(host, check=True)
+    assert not result.failed and result.result['etcd_running']
+    assert any('would refuse' in w for w in warnings)
+
+
+def test_refused_while_the_manifest_is_in_the_manifests_dir(host):
+    shutil.copy(str(host['root'] / 'parked' / 'etcd.yaml'), str(host['root'] / 'manifests' / 'etcd.yaml'))
+    before = listing(host['root'])
+    result = restore(host)
+    assert result.failed and result.result['error_kind'] == 'etcd_running'
+    assert 'static_pod_manifest' in result.result['msg'] and listing(host['root']) == before
+
+
+def test_refused_while_a_process_has_a_file_open_in_the_data_dir(host):
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; f = open(sys.argv[1], "rb"); '
+                               'print("open", flush=True); time.sleep(60)',
+                               os.path.join(host['data'], 'member', 'snap', 'db')], stdout=subprocess.PIPE)
+    try:
+        holder.stdout.readline()
+        result = restore(host)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.failed and result.result['error_kind'] == 'etcd_running'
+    assert 'process %d' % holder.pid in result.result['msg'] and old_data_at(host['data'])
+
+
+def test_a_corrupted_snapshot_is_refused_before_anything_runs(host):
+    path = host['root'] / 'snapshot.db'
+    data = bytearray(path.read_bytes())
+    data[1000] ^= 0xFF
+    path.write_bytes(bytes(data))
+    before = listing(host['root'])
+    result = restore(host)
+    assert result.failed and result.result['error_kind'] == 'sha256_mismatch'
+    assert host['tool'].restores == [] and listing(host['root']) == before
+
+
+def test_a_missing_snapshot(host):
+    result = restore(host, path=str(host['root'] / 'nope.db'))
+    assert result.failed and 'does not exist' in result.result['msg'] and old_data_at(host['data'])
+
+
+def test_a_snapshot_without_trailer_needs_skip_hash_check(host):
+    path = host['root'] / 'snapshot.db'
+    path.write_bytes(path.read_bytes()[:-32])
+    result = restore(host)
+    assert result.failed and result.result['error_kind'] == 'no_trailer'
+    result = restore(host, skip_hash_check=True)
+    assert not result.failed and '--skip-hash-check' in host['tool'].restores[0][0]
+
+
+def test_the_tool_failing_leaves_the_data_dir_and_nothing_beside_it(host):
+    host['tool'].fail = 'Error: snapshot file integrity check failed'
+    before = listing(host['root'])
+    result = restore(host)
+    assert result.failed and 'integrity check failed' in result.result['msg'] and 'not touched' in result.result['msg']
+    assert listing(host['root']) == before
+
+
+def test_a_leftover_restoring_dir_from_an_interrupted_run_is_replaced(host):
+    os.makedirs(host['data'] + '.restoring/member')
+    result = restore(host)
+    assert not result.failed and result.result['restored']
+
+
+def test_a_data_dir_already_moved_aside_by_an_interrupted_run(host):
+    os.rename(host['data'], host['data'] + '.moved-20200101T000000Z')
+    result = restore(host)
+    assert not result.failed and result.result['restored'] and result.result['moved_to'] is None
+    assert os.path.isdir(os.path.join(host['data'], 'member'))
+
+
+def test_a_tool_of_another_line_is_refused(host):
+    host['tool'].version = '3.6.4'
+    result = restore(host)
+    assert result.failed and result.result['error_kind'] == 'version_mismatch' and '3.5.16' in result.result['msg']
+    assert not restore(host, allow_version_mismatch=True).failed
+
+
+def test_etcdctl_34_restores_without_a_bump_and_warns(host, warnings):
+    os.unlink(host['bin'] + '/etcdutl')
+    host['tool'].version, host['tool'].bump = '3.4.23', False
+    result = restore(host, etcdutl=host['bin'], allow_version_mismatch=True)
+    assert not result.failed, result.result
+    argv, env = host['tool'].restores[0]
+    assert os.path.basename(argv[0]) == 'etcdctl' and env == {'ETCDCTL_API': '3'}
+    assert '--bump-revision' not in argv and result.result['bump_revision'] == 0
+    assert any('no --bump-revision' in w for w in warnings)
+
+
+def test_no_tool(host):
+    result = restore(host, etcdutl=str(host['root'] / 'none'))
+    assert result.failed and result.result['error_kind'] == 'missing_tool' and old_data_at(host['data'])
+
+
+def test_options_override_the_manifest(host):
+    result = restore(host, name='cp9', initial_cluster='cp9=https://10.0.0.9:2380,cp1=https://10.0.0.11:2380',
+                     initial_advertise_peer_urls='https://10.0.0.9:2380', initial_cluster_token='tok',
+                     bump_revision=0)
+    assert not result.failed, result.result
+    argv = host['tool'].restores[0][0]
+    assert argv[argv.index('--name') + 1] == 'cp9' and argv[argv.index('--initial-cluster-token') + 1] == 'tok'
+    assert '--bump-revision' not in argv and '--mark-compacted' not in argv
+
+
+def test_without_a_manifest_every_identity_option_is_needed(host):
+    os.unlink(str(host['root'] / 'parked' / 'etcd.yaml'))
+    result = restore(host)
+    assert result.failed and 'name, initial_cluster, initial_advertise_peer_urls' in result.result['msg']
+
+
+def test_the_moved_aside_name_is_a_utc_timestamp(host):
+    before = time.strftime('%Y%m%d', time.gmtime())
+    out = restore(host).result
+    assert out['moved_to'].split('.moved-')[1].startswith(before) and out['moved_to'].endswith('Z')
