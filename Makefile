@@ -13,7 +13,7 @@ XDIST := -n $(JOBS) --dist loadgroup
 # Every etcd line is installed by `make etcd`: a missing one must fail the functional tests, not skip them.
 export ETCDOPS_REQUIRE_ALL_LINES := 1
 
-.PHONY: help bootstrap test test-fast unit functional sanity lint integration molecule demo lab-up lab-down status etcd clean
+.PHONY: bench-backup help bootstrap test test-fast unit functional sanity lint integration molecule demo lab-up lab-down status etcd clean
 
 help:
 	@echo "make test        everything CI runs: unit, functional, sanity, lint, lab integration, molecule"
@@ -63,6 +63,10 @@ status: bootstrap
 
 demo: bootstrap
 	bash scripts/demo.sh $(PREFIX) $(ETCD_LINE)
+
+# Not part of `make test`: a 1 GiB database on a one-host lab (prefix hbkbench), ~10 min; figures in docs/performance.md.
+bench-backup: bootstrap etcd
+	$(PY) benchmarks/backup/bench_backup.py
 
 clean:
 	rm -rf .build tests/output

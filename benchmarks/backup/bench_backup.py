@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Benchmark of etcd_backup against the tools it replaces, measured in one run on one lab (prefix hbkbench).
+
+A one-host lab (etcd line ETCD_LINE, default 3.6) with the lab's S3 server. Its etcd gets
+--quota-backend-bytes=4 GiB (static_pod_manifest) and about FILL_MB (default 1100) values of ~1 MB each, each
+a random part (base64 of /dev/urandom) and a repetitive part, so the database is over 1 GiB and compresses about
+3x, roughly like Kubernetes objects. Then, on the member's host:
+
+  (a) etcdctl snapshot save to local disk;
+  (b) a plain boto3 upload_file (default TransferConfig) of the file (a) wrote, same size, to the lab's S3;
+  (c) etcd_backup: snapshot -> zstd -> age -> S3 multipart (the module's duration_seconds, and its wall time);
+  (d) etcd_backup to a local directory on the same host;
+
+and prints (c)/max(a,b) (goal <= 1.25), (d)/(a) (goal <= 1.1) and the peak RSS (VmHWM) of the module process,
+polled from /proc every 0.2 s (goal <= 100 MiB). The lab is brought down at the end, on success or failure.
+
+The S3 server (moto) joins a multipart upload in memory: its container gets 4 GiB here (docker update) so that
+(b)'s 1 GiB upload fits; the host gets 4 GiB too (etcd maps the whole database). Nothing else is changed.
+
+    make bench-backup            # or: .venv/bin/python benchmarks/backup/bench_backup.py [--keep]
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "lab"))
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+
+import lab as lablib  # noqa: E402  pylint: disable=wrong-import-position,import-error
+from ansible_run import run_module  # noqa: E402  pylint: disable=wrong-import-position,import-error
+
+PREFIX = os.environ.get("BENCH_PREFIX", "hbkbench")
+LINE = os.environ.get("ETCD_LINE", "3.6")
+FILL_MB = int(os.environ.get("FILL_MB", "1100"))
+MIB = 1024 * 1024
+HOST = "cp1"
+WORK = "/var/lib/etcd-bench"
+PY = "/opt/etcdops/venv/bin/python"
+
+
+def sh(lab, script, timeout=1800):
+    return lab.exec(HOST, ["sh", "-c", script], timeout=timeout).stdout
+
+
+def timed(lab, script, timeout=1800):
+    """Seconds the script takes on the host, measured there (no docker exec overhead)."""
+    out = sh(lab, "s=$(date +%%s.%%N); %s >/dev/null; e=$(date +%%s.%%N); echo $s $e" % script, timeout)
+    start, end = out.split()[-2:]
+    return float(end) - float(start)
+
+
+def etcdctl_cmd(lab):
+    return "%s/etcdctl --endpoints=https://127.0.0.1:2379 %s" % (lab.state["etcd_bin_dir"], " ".join(lablib.ETCDCTL_TLS))
+
+
+def fill(lab, megabytes, writers=2):
+    """megabytes values of ~1 MB: 300 kB of random bytes as base64 (400 kB) + 600 kB of a repeated line."""
+    tool = etcdctl_cmd(lab)
+    sh(lab, "mkdir -p %s && yes '{\"kind\":\"ConfigMap\",\"apiVersion\":\"v1\",\"metadata\":{\"namespace\":\"bench\"}}' "
+            "| head -c 600000 > %s/filler" % (WORK, WORK))
+    loop = ("for i in $(seq %%d %d %d); do { head -c 300000 /dev/urandom | base64 -w0; cat %s/filler; } "
+            "| %s put /bench/$i >/dev/null || exit 1; done" % (writers, megabytes, WORK, tool))
+    sh(lab, " & ".join(loop % first for first in range(1, writers + 1)) + " & wait", timeout=3600)
+
+
+class PeakRss(object):
+    """Polls VmHWM of every process on the host whose command line names the module, every 0.2 s."""
+
+    def __init__(self, lab, pattern):
+        self.lab = lab
+        self.pattern = pattern
+        self.proc = None
+
+    def __enter__(self):
+        sh(self.lab, "rm -f /tmp/bench-rss-stop")
+        script = ("while [ ! -e /tmp/bench-rss-stop ]; do for p in $(pgrep -f %s); do [ $p != $$ ] && "
+                  "grep -h VmHWM /proc/$p/status 2>/dev/null; done; sleep 0.2; done" % self.pattern)
+        self.proc = subprocess.Popen(["docker", "exec", self.lab.container(HOST), "sh", "-c", script],
+                                     stdout=subprocess.PIPE, text=True)
+        self.lines = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self.reader.start()
+        return self
+
+    def __exit__(self, *exc):
+        sh(self.lab, "touch /tmp/bench-rss-stop")  # the polling loop ends by itself
+        self.proc.wait(30)
+        self.reader.join(5)
+
+    @property
+    def mib(self):
+        values = [int(line.split()[1]) for line in self.lines if line.startswith("VmHWM")]
+        return round(max(values) / 1024.0, 1) if values else None
+
+
+def module(lab, args):
+    with PeakRss(lab, "AnsiballZ_etcd_backup") as rss:
+        started = time.monotonic()
+        result = run_module(lab, HOST, "etcdops.etcd.etcd_backup", args)
+        wall = time.monotonic() - started
+    if result.get("failed"):
+        raise SystemExit("etcd_backup failed: %s" % result.get("msg"))
+    return result, wall, rss.mib
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--keep", action="store_true", help="leave the lab up at the end")
+    options = parser.parse_args()
+    lab = lablib.Lab(PREFIX)
+    lab.down()
+    try:
+        report = run(lab)
+    finally:
+        if not options.keep:
+            lab.down()
+    print(json.dumps(report, indent=2))
+
+
+def run(lab):
+    t0 = time.monotonic()
+    lab.up(hosts=1, etcd_line=LINE, with_s3=True)
+    for name in (lab.state["s3"]["container"], lab.container(HOST)):
+        subprocess.run(["docker", "update", "--memory", "4g", "--memory-swap", "4g", name], check=True,
+                       capture_output=True)
+    raised = run_module(lab, HOST, "etcdops.etcd.static_pod_manifest", dict(
+        name="etcd", flags={"quota-backend-bytes": 4 * 1024 * MIB}, wait="running", wait_timeout=180))
+    assert not raised.get("failed"), raised.get("msg")
+    lab.wait_healthy(timeout=120)
+    fill(lab, FILL_MB)
+    size = int(sh(lab, "du -b /var/lib/etcd/member/snap/db | cut -f1"))
+    print("filled in %.0f s: database %d bytes (%.2f GiB)" % (time.monotonic() - t0, size, size / 1024.0 / MIB),
+          file=sys.stderr)
+    assert size >= int(os.environ.get("BENCH_MIN_BYTES", 1024 * MIB)), "the database is under 1 GiB: raise FILL_MB"
+
+    with tempfile.TemporaryDirectory() as tmp:
+        identity = Path(tmp) / "identity.txt"
+        subprocess.run(["age-keygen", "-o", str(identity)], check=True, capture_output=True)
+        public = subprocess.run(["age-keygen", "-y", str(identity)], check=True, capture_output=True,
+                                text=True).stdout.strip()
+    s3 = lab.state["s3"]
+
+    # (a) etcdctl snapshot save to local disk
+    a = timed(lab, "ETCDCTL_API=3 %s snapshot save %s/a.db" % (etcdctl_cmd(lab), WORK))
+    snapshot_size = int(sh(lab, "stat -c %%s %s/a.db" % WORK))
+
+    # (b) a plain boto3 upload of that file to the same S3 endpoint
+    upload = ("import boto3,time\n"
+              "c=boto3.client('s3',endpoint_url=%r,aws_access_key_id=%r,aws_secret_access_key=%r,region_name=%r)\n"
+              "s=time.monotonic(); c.upload_file(%r,%r,'bench/plain-upload.db'); print(time.monotonic()-s)\n"
+              "c.delete_object(Bucket=%r,Key='bench/plain-upload.db')\n"
+              % (s3["endpoint_url"], s3["access_key"], s3["secret_key"], s3["region"], WORK + "/a.db", s3["bucket"],
+                 s3["bucket"]))
+    b = float(lab.exec(HOST, [PY, "-"], input=upload, timeout=1800).stdout.split()[-1])
+    sh(lab, "rm -f %s/a.db" % WORK)
+
+    common = dict(cluster_name="bench", recipients=[public], resources=True, member="leader", timeout=1800)
+    # (c) the full pipeline to S3
+    c_result, c_wall, c_rss = module(lab, dict(common, store="s3", bucket=s3["bucket"], endpoint_url=s3["endpoint_url"],
+                                               region=s3["region"], path_style=True, access_key=s3["access_key"],
+                                               secret_key=s3["secret_key"]))
+    # (d) the pipeline to a local file on the same disk as (a)
+    d_result, d_wall, d_rss = module(lab, dict(common, store="local", directory=WORK + "/store"))
+
+    c = c_result["duration_seconds"]
+    d = d_result["duration_seconds"]
+    cpu = ""
+    with open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return dict(
+        date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        machine="%s, %d CPUs (%s), %.1f GiB RAM, kernel %s" % (
+            platform.node(), os.cpu_count(), cpu,
+            os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024.0 ** 3, platform.release()),
+        load_average_at_end=os.getloadavg(),
+        etcd_line=LINE, etcd_version=lab.state.get("etcd_version"),
+        database_bytes=size, snapshot_bytes=snapshot_size,
+        stored_bytes_s3=c_result["stored_size"], stored_bytes_local=d_result["stored_size"],
+        a_etcdctl_snapshot_save_s=round(a, 2),
+        b_boto3_upload_s=round(b, 2),
+        c_pipeline_s3_s=c, c_pipeline_s3_wall_s=round(c_wall, 2), c_mb_per_second=c_result["mb_per_second"],
+        d_pipeline_local_s=d, d_pipeline_local_wall_s=round(d_wall, 2), d_mb_per_second=d_result["mb_per_second"],
+        ratio_c_over_max_a_b=round(c / max(a, b), 3), goal_c="<= 1.25",
+        ratio_d_over_a=round(d / a, 3), goal_d="<= 1.1",
+        peak_rss_mib_s3=c_rss, peak_rss_mib_local=d_rss, goal_rss="<= 100 MiB",
+        member=c_result["member"]["name"], total_key=c_result["total_key"], revision=c_result["revision"],
+        total_seconds=round(time.monotonic() - t0, 1),
+    )
+
+
+if __name__ == "__main__":
+    main()
