@@ -163,6 +163,16 @@ backups:
       type: bool
       returned: always
       sample: null
+    verified_at:
+      description: When a restore drill (M(etcdops.etcd.etcd_backup_verify)) last recorded its result, V(null) before.
+      type: str
+      returned: always
+      sample: "2026-11-23T11:02:10Z"
+    verify_error:
+      description: Why the last restore drill failed, V(null) when it passed or never ran.
+      type: str
+      returned: always
+      sample: null
     error:
       description: Why the metadata could not be read (such a backup counts as failed).
       type: str

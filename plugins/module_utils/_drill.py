@@ -1,0 +1,296 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private: a restore drill of one stored backup, which proves that it restores, and its record in the metadata.
+
+    store --get_object--> sha256 (stored object) --> age decrypt --> zstd decompress --> sha256 (snapshot)
+        --> <work>/snapshot.db --> etcdutl snapshot restore (etcdctl on 3.4) --> <work>/data
+        --> etcd on 127.0.0.1 (free client and peer ports, plain HTTP, its own cluster token)
+        --> revision, live key count, HashKV at the backup's revision == the metadata's --> stopped, <work> removed
+
+``<work>`` is a fresh 0700 directory under the drill's scratch directory: the decrypted snapshot holds every
+Secret of the cluster, so it is removed at the end whatever happened. Nothing of the cluster is touched: the
+throwaway member has its own name, token and loopback ports, and never learns of the real members.
+
+The result is recorded in the backup's metadata (``verified`` true/false and ``verification``: at, error,
+checks, host), which ``etcd_backup_info`` lists and retention reads (a failed backup is not kept as an hour's or
+day's representative). ``DrillError`` carries the message, always naming the backup.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+from ansible_collections.etcdops.etcd.plugins.module_utils._restore import (
+    RestoreError,
+    detect_tool,
+    restore_argv,
+    run_restore,
+)
+from ansible_collections.etcdops.etcd.plugins.module_utils._store import StoreError
+from ansible_collections.etcdops.etcd.plugins.module_utils._streams import (
+    Sha256,
+    StreamError,
+    age_decrypt,
+    close_stream,
+    zstd_decompress,
+)
+
+DEFAULT_DRILL_DIR = '/var/lib/etcd-backup-drill'
+DRILL_NAME = 'drill'
+NO_PKI = '/nonexistent/etcdops-drill-no-tls'  # the throwaway member speaks plain HTTP on loopback
+
+
+# Failures that say nothing about the backup (the drill's host, tools or access): not recorded in its metadata.
+ENVIRONMENT_KINDS = ('missing_tool', 'scratch', 'identity', 'fetch')
+
+
+class DrillError(Exception):
+    """The drill failed; msg names the backup and what failed, kind is short ('fetch', 'sha256', 'restore' ...)."""
+
+    def __init__(self, msg, kind='other'):
+        super(DrillError, self).__init__(msg)
+        self.msg = msg
+        self.kind = kind
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 now (the kernel's choice)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+def _iso(epoch):
+    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(epoch))
+
+
+class Drill(object):
+    """One drill: ``run()`` returns the checks (raises DrillError); ``record()`` writes the result."""
+
+    def __init__(self, store, location, backup_id, document, identities=None, scratch_dir=DEFAULT_DRILL_DIR,
+                 tool=None, etcd_binary=None, runner=None, start_timeout=60.0, client_factory=None):
+        self.store = store
+        self.location = location
+        self.backup_id = backup_id
+        self.document = document
+        self.identities = identities
+        self.scratch_dir = scratch_dir
+        self.tool_location = tool
+        self.etcd_binary = etcd_binary
+        self.runner = runner
+        self.start_timeout = start_timeout
+        self.client_factory = client_factory
+        self.checks = {}
+        self.timings = {}
+
+    def fail(self, what, kind):
+        raise DrillError('backup %s failed the restore drill: %s' % (self.backup_id, what), kind=kind)
+
+    # -- the steps -------------------------------------------------------------------------------------
+
+    def run(self):
+        try:
+            os.makedirs(self.scratch_dir, 0o700)
+        except OSError:
+            if not os.path.isdir(self.scratch_dir):
+                self.fail('cannot create the scratch directory %s: set scratch_dir to a directory with room for '
+                          'two copies of the database' % self.scratch_dir, 'scratch')
+        work = tempfile.mkdtemp(prefix='.%s-' % self.backup_id, dir=self.scratch_dir)  # mode 0700
+        try:
+            snapshot = os.path.join(work, 'snapshot.db')
+            started = time.monotonic()
+            self.fetch(snapshot)
+            self.timings['fetch_seconds'] = round(time.monotonic() - started, 3)
+            data_dir = os.path.join(work, 'data')
+            started = time.monotonic()
+            self.restore(snapshot, data_dir)
+            self.timings['restore_seconds'] = round(time.monotonic() - started, 3)
+            started = time.monotonic()
+            self.serve_and_compare(work, data_dir)
+            self.timings['compare_seconds'] = round(time.monotonic() - started, 3)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return self.checks
+
+    def fetch(self, target):
+        objects = self.document.get('objects') or []
+        if not objects or not isinstance(objects[0], dict) or not objects[0].get('name'):
+            self.fail('its metadata lists no snapshot object', 'metadata')
+        stored_meta = objects[0]
+        name = stored_meta['name']
+        expected = (self.document.get('snapshot') or {}).get('sha256')
+        if not expected:
+            self.fail('its metadata has no snapshot sha256 to check against', 'metadata')
+        try:
+            stored = Sha256(self.store.get_object(self.location, self.backup_id, name))
+        except StoreError as exc:
+            self.fail('cannot fetch %s: %s' % (name, exc), 'fetch')
+        data = stored
+        if self.document.get('encrypted') or name.endswith('.age'):
+            if not self.identities:
+                self.fail('it is encrypted with age and no identity was given: give identity_file', 'identity')
+            data = age_decrypt(data, self.identities)
+        if name.endswith('.zst') or name.endswith('.zst.age'):
+            data = zstd_decompress(data)
+        plain = Sha256(data)
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, 'wb') as out:
+                for chunk in plain:
+                    out.write(chunk)
+        except StreamError as exc:
+            close_stream(plain)
+            if 'not encrypted to the given identity' in str(exc):
+                self.fail(str(exc), 'identity')
+            self.fail('%s does not decrypt or decompress: %s' % (name, exc), 'decrypt')
+        except StoreError as exc:
+            self.fail('the download of %s broke off: %s' % (name, exc), 'fetch')
+        except (IOError, OSError) as exc:
+            self.fail('cannot write the scratch copy %s: %s; check free space in %s' % (
+                target, exc.strerror or exc, self.scratch_dir), 'scratch')
+        if stored_meta.get('sha256') and stored.hexdigest() != stored_meta['sha256']:
+            self.fail('the stored object %s has sha256 %s, the metadata says %s: it was altered in the store' % (
+                name, stored.hexdigest(), stored_meta['sha256']), 'sha256')
+        self.checks['stored_sha256'] = stored.hexdigest()
+        if plain.hexdigest() != expected:
+            self.fail('the snapshot read back has sha256 %s, the metadata says %s' % (plain.hexdigest(), expected),
+                      'sha256')
+        self.checks['snapshot_sha256'] = plain.hexdigest()
+        self.checks['snapshot_size'] = plain.size
+
+    def restore(self, snapshot, data_dir):
+        try:
+            tool = detect_tool(self.tool_location, runner=self.runner)
+            self.peer_port = free_port()
+            self.peer_url = 'http://127.0.0.1:%d' % self.peer_port
+            argv = restore_argv(tool, snapshot, data_dir, DRILL_NAME, '%s=%s' % (DRILL_NAME, self.peer_url),
+                                'etcdops-drill-%s' % self.backup_id, self.peer_url)
+            run_restore(self.runner, argv, tool.env)
+        except RestoreError as exc:
+            self.fail('the restore failed: %s' % exc.msg, 'missing_tool' if exc.kind == 'missing_tool' else 'restore')
+        self.tool = tool
+        self.checks['tool'] = '%s %s' % (tool.kind, tool.version or '')
+
+    def _etcd(self):
+        if self.etcd_binary:
+            return self.etcd_binary
+        beside = os.path.join(os.path.dirname(self.tool.path), 'etcd')
+        if os.path.isfile(beside) and os.access(beside, os.X_OK):
+            return beside
+        found = shutil.which('etcd')
+        if found:
+            return found
+        self.fail('no etcd binary beside %s nor on PATH: give etcd_binary (the etcd of the backup\'s line)'
+                  % self.tool.path, 'missing_tool')
+
+    def serve_and_compare(self, work, data_dir):
+        etcd = self._etcd()
+        client_url = 'http://127.0.0.1:%d' % free_port()
+        argv = [etcd, '--name', DRILL_NAME, '--data-dir', data_dir,
+                '--listen-client-urls', client_url, '--advertise-client-urls', client_url,
+                '--listen-peer-urls', self.peer_url, '--initial-advertise-peer-urls', self.peer_url,
+                '--initial-cluster', '%s=%s' % (DRILL_NAME, self.peer_url),
+                '--initial-cluster-token', 'etcdops-drill-%s' % self.backup_id,
+                '--quota-backend-bytes', str(8 * 1024 * 1024 * 1024)]
+        log_path = os.path.join(work, 'etcd.log')
+        log = open(log_path, 'wb')
+        # A background server cannot go through run_command (it waits for the end): Popen, killed below.
+        env = dict(os.environ, ETCD_UNSUPPORTED_ARCH=os.environ.get('ETCD_UNSUPPORTED_ARCH', ''))
+        try:
+            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       close_fds=True, env=env)
+        except OSError as exc:
+            log.close()
+            self.fail('cannot start %s: %s' % (etcd, exc), 'etcd')
+        client = None
+        try:
+            client = self.client_factory(client_url)
+            status = self._wait(process, client, client_url, log_path)
+            self.compare(client, client_url, status)
+        finally:
+            if client is not None:
+                client.close()
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.close()
+
+    def _wait(self, process, client, client_url, log_path):
+        from ansible_collections.etcdops.etcd.plugins.module_utils._client import EtcdClientError
+        deadline = time.monotonic() + self.start_timeout
+        last = None
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                self.fail('the restored etcd exited (rc %s): %s' % (process.returncode, _tail(log_path)), 'etcd')
+            try:
+                status = client.status(client_url)
+                if status.get('leader'):
+                    return status
+            except EtcdClientError as exc:
+                last = exc.msg
+            time.sleep(0.3)
+        self.fail('the restored etcd did not answer within %.0f s (%s): %s' % (
+            self.start_timeout, last or 'no leader', _tail(log_path)), 'etcd')
+
+    def compare(self, client, client_url, status):
+        from ansible_collections.etcdops.etcd.plugins.module_utils._client import EtcdClientError
+        document = self.document
+        revision = document.get('revision')
+        try:
+            counted = client.count()
+            hashkv = client.hashkv(client_url, revision) if revision else None
+        except EtcdClientError as exc:
+            self.fail('the restored etcd did not answer: %s' % exc.msg, 'etcd')
+        self.checks['revision'] = counted['revision']
+        if counted['revision'] != revision:
+            self.fail('the restored revision is %s, the metadata says %s' % (counted['revision'], revision),
+                      'revision')
+        expected_keys = document.get('live_keys')
+        self.checks['keys'] = counted['count']
+        if expected_keys is not None and counted['count'] != expected_keys:
+            self.fail('the restored etcd holds %d keys, the metadata says %d' % (counted['count'], expected_keys),
+                      'keys')
+        recorded = document.get('hashkv') or {}
+        self.checks['hashkv'] = hashkv['hash'] if hashkv else None
+        if recorded.get('hash') is not None:
+            if hashkv['hash'] != recorded['hash']:
+                self.fail('the restored HashKV at revision %s is %s, the member that served the backup had %s' % (
+                    revision, hashkv['hash'], recorded['hash']), 'hashkv')
+            self.checks['hashkv_compared'] = True
+        else:
+            self.checks['hashkv_compared'] = False  # older backup, or the member could not say (compacted)
+        self.checks['etcd_version'] = status.get('version')
+
+
+def _tail(path, lines=5):
+    try:
+        with open(path, 'rb') as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 4000))
+            text = handle.read().decode('utf-8', 'replace')
+    except (IOError, OSError):
+        return 'no log'
+    return ' / '.join(line.strip() for line in text.splitlines()[-lines:]) or 'no output'
+
+
+def record(store, location, backup_id, document, verified, error, checks, now=None):
+    """Write the drill's result into the backup's metadata (rewritten whole: still one small object)."""
+    updated = dict(document)
+    for field in ('id', 'time', 'stored_objects', 'stored_bytes'):  # added by list_backups, not stored
+        updated.pop(field, None)
+    updated['verified'] = bool(verified)
+    updated['verification'] = dict(verified=bool(verified), at=_iso(time.time() if now is None else now),
+                                   error=error, checks=checks, host=socket.gethostname())
+    return store.write_metadata(location, backup_id, updated)
