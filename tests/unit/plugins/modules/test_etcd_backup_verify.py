@@ -1,0 +1,103 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""etcd_backup_verify on a local store filled by etcd_backup (client faked): an altered object fails the drill
+naming the backup and is recorded as failed; a drill that cannot judge (no tool, wrong identity) records
+nothing; check mode records nothing. With the etcd 3.6 build of the cache (real etcdutl and etcd on loopback),
+a backup restores and verifies, and a HashKV that differs from the recorded one fails it."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+
+import pytest
+
+from ansible_collections.etcdops.etcd.plugins.module_utils._store import LocalStore, etcd_location
+from ansible_collections.etcdops.etcd.plugins.modules import etcd_backup_verify
+from ansible_collections.etcdops.etcd.tests.unit.plugins.modules.etcd_fakes import ModuleExit, capture_exit, module_args
+from ansible_collections.etcdops.etcd.tests.unit.plugins.modules.test_etcd_backup import FakeClient
+from ansible_collections.etcdops.etcd.tests.unit.plugins.modules.test_etcd_backup import run as backup_run
+
+pyrage = pytest.importorskip('pyrage')
+ETCD_36 = os.path.join(os.environ.get('ETCDOPS_CACHE', '/var/cache/etcdops'), 'etcd', '3.6')
+
+
+@pytest.fixture(autouse=True)
+def exit_capture(monkeypatch):
+    return capture_exit(monkeypatch)
+
+
+@pytest.fixture
+def taken(monkeypatch, tmp_path):
+    ident = pyrage.x25519.Identity.generate()
+    (tmp_path / 'identity.txt').write_text(str(ident) + '\n')
+    client = FakeClient()
+    client.compacted = True  # no HashKV recorded: the drill compares revision and keys only
+    done = backup_run(monkeypatch, client, tmp_path, recipients=[str(ident.to_public())], resources=False)
+    assert not done.failed, done.result
+    return done.result
+
+
+def verify(tmp_path, check=False, **args):
+    base = dict(cluster_name='lab', store='local', directory=str(tmp_path / 'store'),
+                identity_file=str(tmp_path / 'identity.txt'), scratch_dir=str(tmp_path / 'drill'))
+    base.update(args)
+    if check:
+        base['_ansible_check_mode'] = True
+    with module_args(base):
+        with pytest.raises(ModuleExit) as caught:
+            etcd_backup_verify.main()
+    return caught.value
+
+
+def metadata(tmp_path, backup_id):
+    return LocalStore(str(tmp_path / 'store')).read_metadata(etcd_location('lab'), backup_id)
+
+
+def test_an_altered_object_fails_the_drill_naming_the_backup_and_is_recorded(tmp_path, taken):
+    path = tmp_path / 'store' / taken['object_keys']['snapshot']
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+    done = verify(tmp_path, tool='/nonexistent/etcdutl')  # never reached: the object fails first
+    assert done.failed and done.result['verified'] is False and done.result['error_kind'] == 'decrypt'
+    assert done.result['msg'].startswith('backup %s failed the restore drill' % taken['backup_id'])
+    recorded = metadata(tmp_path, taken['backup_id'])
+    assert recorded['verified'] is False and taken['backup_id'] in recorded['verification']['error']
+    assert os.listdir(str(tmp_path / 'drill')) == []  # the scratch copy is gone
+
+
+def test_a_drill_that_cannot_judge_records_nothing(tmp_path, taken):
+    done = verify(tmp_path, tool='/nonexistent/etcdutl')
+    assert done.failed and done.result['error_kind'] == 'missing_tool' and done.result['verified'] is None
+    assert 'left as it was' in done.result['msg']
+    other = pyrage.x25519.Identity.generate()
+    (tmp_path / 'other.txt').write_text(str(other) + '\n')
+    done = verify(tmp_path, identity_file=str(tmp_path / 'other.txt'))
+    assert done.failed and done.result['error_kind'] == 'identity', done.result['msg']
+    assert metadata(tmp_path, taken['backup_id'])['verified'] is None
+    assert 'AGE-SECRET-KEY' not in str(done.result)
+
+
+def test_check_mode_names_the_backup_and_records_nothing(tmp_path, taken):
+    done = verify(tmp_path, check=True)
+    assert not done.failed and done.result['changed'] and taken['backup_id'] in done.result['msg']
+    assert metadata(tmp_path, taken['backup_id'])['verified'] is None
+    assert not (tmp_path / 'drill').exists()
+
+
+@pytest.mark.functional  # real etcdutl and etcd of the 3.6 build (make etcd) on loopback
+def test_with_real_etcd_a_backup_verifies_and_a_wrong_hashkv_fails(tmp_path, taken):
+    done = verify(tmp_path, tool=ETCD_36)
+    assert not done.failed, done.result.get('msg')
+    assert done.result['verified'] is True and done.result['checks']['revision'] == taken['revision']
+    assert done.result['checks']['hashkv_compared'] is False
+    recorded = metadata(tmp_path, taken['backup_id'])
+    assert recorded['verified'] is True and recorded['verification']['at'] == done.result['verified_at']
+
+    store = LocalStore(str(tmp_path / 'store'))
+    recorded['hashkv'] = dict(hash=1, revision=taken['revision'], compact_revision=-1)
+    store.write_metadata(etcd_location('lab'), taken['backup_id'], recorded)
+    done = verify(tmp_path, tool=ETCD_36)
+    assert done.failed and done.result['error_kind'] == 'hashkv', done.result['msg']
+    assert metadata(tmp_path, taken['backup_id'])['verified'] is False
