@@ -21,6 +21,7 @@ A runner is an ``AnsibleModule`` (``run_command``) or a callable ``runner(argv, 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import errno
 import os
 import re
 import time
@@ -374,10 +375,31 @@ def etcd_users(data_dir, proc_root='/proc'):
     return sorted(found, key=lambda p: p['pid'])
 
 
+def _unescape_mount(text):
+    return re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), text)
+
+
+def is_mount_point(path, mountinfo='/proc/self/mountinfo'):
+    """True when path is a mount point: os.path.ismount, or listed in mountinfo (a bind mount or a container
+    volume on the same device, which ismount does not see but rename(2) refuses to cross)."""
+    path = os.path.realpath(path)
+    if os.path.ismount(path):
+        return True
+    try:
+        with open(mountinfo) as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) > 4 and _unescape_mount(fields[4]) == path:
+                    return True
+    except (IOError, OSError):
+        pass
+    return False
+
+
 def restoring_dir(data_dir):
     """Where etcdutl writes: beside data_dir on the same file system, or inside it when data_dir is a mount."""
     data_dir = data_dir.rstrip('/')
-    if os.path.ismount(data_dir):
+    if is_mount_point(data_dir):
         return os.path.join(data_dir, MARKER.replace('.json', '') + RESTORING_SUFFIX)
     return data_dir + RESTORING_SUFFIX
 
@@ -385,7 +407,7 @@ def restoring_dir(data_dir):
 def moved_path(data_dir, stamp):
     """Where the old data dir goes: <data_dir>.moved-<stamp>, or <data_dir>/moved-<stamp> for a mount point."""
     data_dir = data_dir.rstrip('/')
-    if os.path.ismount(data_dir):
+    if is_mount_point(data_dir):
         base = os.path.join(data_dir, 'moved-' + stamp)
     else:
         base = data_dir + MOVED_INFIX + stamp
@@ -423,7 +445,7 @@ def swap_in(restored, data_dir, stamp):
     """
     data_dir = data_dir.rstrip('/')
     moved = moved_path(data_dir, stamp)
-    if os.path.ismount(data_dir):
+    if is_mount_point(data_dir):
         os.mkdir(moved, 0o700)
         keep = set([os.path.basename(restored), os.path.basename(moved), 'lost+found'])
         for entry in sorted(os.listdir(data_dir)):
@@ -438,8 +460,23 @@ def swap_in(restored, data_dir, stamp):
         return moved
     if not os.path.lexists(data_dir):
         moved = None
+        os.rename(restored, data_dir)
     else:
-        os.rename(data_dir, moved)
-    os.rename(restored, data_dir)
+        try:
+            os.rename(data_dir, moved)
+            os.rename(restored, data_dir)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV or os.path.lexists(moved):
+                raise
+            # overlayfs (a container's root) refuses to rename a directory of a lower layer: move what is inside
+            os.mkdir(moved, 0o700)
+            for entry in sorted(os.listdir(data_dir)):
+                os.rename(os.path.join(data_dir, entry), os.path.join(moved, entry))
+            for entry in sorted(os.listdir(restored)):
+                os.rename(os.path.join(restored, entry), os.path.join(data_dir, entry))
+            os.rmdir(restored)
+            os.chmod(data_dir, 0o700)
+            _fsync_dir(moved)
+            _fsync_dir(data_dir)
     _fsync_dir(os.path.dirname(data_dir) or '/')
     return moved

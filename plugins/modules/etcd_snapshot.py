@@ -526,6 +526,7 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._restore import (
     cluster_string,
     detect_tool,
     etcd_users,
+    is_mount_point,
     marker_matches,
     moved_path,
     read_marker,
@@ -822,7 +823,7 @@ def state_restored(module):
     if not os.path.isdir(parent):
         module.fail_json(msg='the parent directory %s of data_dir does not exist; nothing was changed' % parent,
                          error_kind='no_directory', **result)
-    had_data = os.path.lexists(data_dir) and not (os.path.ismount(data_dir) and not [
+    had_data = os.path.lexists(data_dir) and not (is_mount_point(data_dir) and not [
         e for e in os.listdir(data_dir) if e not in ('lost+found', os.path.basename(restoring))])
     would_move = moved_path(data_dir, stamp) if had_data else None
     result.update(command=argv, bump_revision=bump, mark_compacted=bool(bump), changed=True)

@@ -277,3 +277,45 @@ def test_the_moved_aside_name_is_a_utc_timestamp(host):
     before = time.strftime('%Y%m%d', time.gmtime())
     out = restore(host).result
     assert out['moved_to'].split('.moved-')[1].startswith(before) and out['moved_to'].endswith('Z')
+
+
+def test_a_data_dir_that_is_a_mount_point_keeps_its_place_and_the_old_content_moves_inside(host, monkeypatch):
+    from ansible_collections.etcdops.etcd.plugins.module_utils import _restore
+    real = _restore.is_mount_point
+    monkeypatch.setattr(_restore, 'is_mount_point', lambda path, *a: path.rstrip('/') == host['data'] or real(path))
+    monkeypatch.setattr(etcd_snapshot, 'is_mount_point', _restore.is_mount_point)
+    inode = os.stat(host['data']).st_ino
+    out = restore(host).result
+    assert out['restored'] and out['moved_to'].startswith(host['data'] + '/moved-')
+    assert os.stat(host['data']).st_ino == inode  # the mount point itself never moves
+    assert old_data_at(out['moved_to']) and os.path.isdir(os.path.join(host['data'], 'member', 'wal'))
+    assert sorted(os.listdir(host['data'])) == sorted([MARKER, 'member', os.path.basename(out['moved_to'])])
+    assert not restore(host).result['changed']
+
+
+def test_mountinfo_names_bind_mounts(tmp_path):
+    from ansible_collections.etcdops.etcd.plugins.module_utils._restore import is_mount_point
+    info = tmp_path / 'mountinfo'
+    target = tmp_path / 'etcd data'
+    target.mkdir()
+    info.write_text('1200 1100 0:52 /volumes/x /%s rw,relatime - ext4 /dev/sda1 rw\n'
+                    % str(target).lstrip('/').replace(' ', '\\040'))
+    assert is_mount_point(str(target), str(info))
+    assert not is_mount_point(str(tmp_path), str(info))
+
+
+def test_a_data_dir_that_overlayfs_will_not_rename_is_emptied_into_the_moved_dir(host, monkeypatch):
+    import errno
+    from ansible_collections.etcdops.etcd.plugins.module_utils import _restore
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if src == host['data']:
+            raise OSError(errno.EXDEV, 'Invalid cross-device link')
+        return real_rename(src, dst)
+    monkeypatch.setattr(_restore.os, 'rename', rename)
+    inode = os.stat(host['data']).st_ino
+    out = restore(host).result
+    assert out['restored'] and out['moved_to'].startswith(host['data'] + '.moved-') and old_data_at(out['moved_to'])
+    assert os.stat(host['data']).st_ino == inode and os.path.isdir(os.path.join(host['data'], 'member', 'wal'))
+    assert not os.path.exists(host['data'] + '.restoring')
