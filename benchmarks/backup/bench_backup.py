@@ -21,6 +21,7 @@ The S3 server (moto) joins a multipart upload in memory: its container gets 4 Gi
 """
 
 import argparse
+import base64
 import json
 import os
 import platform
@@ -53,7 +54,7 @@ def sh(lab, script, timeout=1800):
 
 def timed(lab, script, timeout=1800):
     """Seconds the script takes on the host, measured there (no docker exec overhead)."""
-    out = sh(lab, "s=$(date +%%s.%%N); %s >/dev/null; e=$(date +%%s.%%N); echo $s $e" % script, timeout)
+    out = sh(lab, "s=$(date +%%s.%%N); %s >/dev/null || exit 1; e=$(date +%%s.%%N); echo $s $e" % script, timeout)
     start, end = out.split()[-2:]
     return float(end) - float(start)
 
@@ -63,13 +64,33 @@ def etcdctl_cmd(lab):
 
 
 def fill(lab, megabytes, writers=2):
-    """megabytes values of ~1 MB: 300 kB of random bytes as base64 (400 kB) + 600 kB of a repeated line."""
-    tool = etcdctl_cmd(lab)
-    sh(lab, "mkdir -p %s && yes '{\"kind\":\"ConfigMap\",\"apiVersion\":\"v1\",\"metadata\":{\"namespace\":\"bench\"}}' "
-            "| head -c 600000 > %s/filler" % (WORK, WORK))
-    loop = ("for i in $(seq %%d %d %d); do { head -c 300000 /dev/urandom | base64 -w0; cat %s/filler; } "
-            "| %s put /bench/$i >/dev/null || exit 1; done" % (writers, megabytes, WORK, tool))
-    sh(lab, " & ".join(loop % first for first in range(1, writers + 1)) + " & wait", timeout=3600)
+    """megabytes values of ~1 MB (300 kB of random bytes as base64, 400 kB, + 600 kB of a repeated line), written
+    from this machine over one gRPC connection per writer with the collection's client (an etcdctl process per
+    put is far slower on a loaded machine)."""
+    sys.path.insert(0, str(ROOT / ".build" / "collections"))
+    from ansible_collections.etcdops.etcd.plugins.module_utils._client import EtcdClient  # noqa: E402
+    pki = Path(lab.state["hosts"][0]["pki_dir"]) / "etcd"
+    filler = (b'{"kind":"ConfigMap","apiVersion":"v1","metadata":{"namespace":"bench"}}\n' * 9000)[:600000]
+    errors = []
+
+    def writer(first):
+        client = EtcdClient(endpoints=["https://%s:2379" % lab.ip(HOST)], ca_cert=str(pki / "ca.crt"),
+                            client_cert=str(pki / "healthcheck-client.crt"),
+                            client_key=str(pki / "healthcheck-client.key"), command_timeout=120)
+        try:
+            for number in range(first, megabytes + 1, writers):
+                client.put("/bench/%05d" % number, base64.b64encode(os.urandom(300000)) + filler)
+        except Exception as exc:  # pylint: disable=broad-except
+            errors.append(exc)
+        finally:
+            client.close()
+    threads = [threading.Thread(target=writer, args=(first,)) for first in range(1, writers + 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise SystemExit("filling etcd failed: %s" % errors[0])
 
 
 class PeakRss(object):
@@ -150,6 +171,7 @@ def run(lab):
     s3 = lab.state["s3"]
 
     # (a) etcdctl snapshot save to local disk
+    sh(lab, "mkdir -p %s" % WORK)
     a = timed(lab, "ETCDCTL_API=3 %s snapshot save %s/a.db" % (etcdctl_cmd(lab), WORK))
     snapshot_size = int(sh(lab, "stat -c %%s %s/a.db" % WORK))
 
