@@ -120,6 +120,16 @@ class Lab:
         return [h["name"] for h in self.state["hosts"]]
 
     @property
+    def members(self):
+        """The hosts that were etcd members when the lab came up (all hosts unless `up(members=...)`)."""
+        return self.state.get("members") or self.hosts
+
+    @property
+    def spare_hosts(self):
+        """Hosts prepared like a control-plane node that has not joined yet: PKI, no static pods."""
+        return [h for h in self.hosts if h not in self.members]
+
+    @property
     def inventory(self):
         return self.dir / "inventory.yml"
 
@@ -140,7 +150,7 @@ class Lab:
         return self.host(name)["ip"]
 
     def client_endpoints(self, hosts=None):
-        return ",".join("https://%s:2379" % self.ip(h) for h in (hosts or self.hosts))
+        return ",".join("https://%s:2379" % self.ip(h) for h in (hosts or self.members))
 
     # ------------------------------------------------------------------ up / down
 
@@ -148,8 +158,12 @@ class Lab:
         objects = self._objects()
         return bool(objects["containers"] or objects["networks"])
 
-    def up(self, hosts=3, etcd_line="3.5", with_s3=True, timeout=120, backoff_max=20, data_disk_mb=0):
+    def up(self, hosts=3, etcd_line="3.5", with_s3=True, timeout=120, backoff_max=20, data_disk_mb=0, members=None):
         """Bring the lab up and wait until etcd is healthy and every API server holds its lease.
+
+        members < hosts makes only cp1..cp<members> etcd members (with an API server); the other hosts are spare:
+        PKI (certificates for their own name and address) but no static pod, like a node about to join. They are
+        in the inventory group control_plane_spare, not in control_plane.
 
         data_disk_mb > 0 gives each host a file system of that size of its own at /var/lib/etcd (a loop
         device), so that fill_disk() can fill it; by default /var/lib/etcd is a directory of the host's root.
@@ -157,6 +171,9 @@ class Lab:
         started = time.monotonic()
         if not 1 <= hosts <= S3_ADDRESS_OFFSET - HOST_ADDRESS_OFFSET - 1:
             raise LabError("a lab has 1 to %d hosts" % (S3_ADDRESS_OFFSET - HOST_ADDRESS_OFFSET - 1))
+        members = hosts if members is None else members
+        if not 1 <= members <= hosts:
+            raise LabError("a lab has 1 to %d members (its hosts), not %d" % (hosts, members))
         ensure_docker()
         if self.exists():
             raise LabError("lab %s already exists; run `down --prefix %s` first" % (self.prefix, self.prefix))
@@ -181,12 +198,13 @@ class Lab:
                 "etcd_version": etcd_version,
                 "etcd_bin_dir": "/opt/etcd/%s" % etcd_line,
                 "etcd_lines_in_image": lab_image.available_lines(),
-                "etcd_client_endpoints": ",".join("https://%s:2379" % addresses[n] for n in names),
+                "etcd_client_endpoints": ",".join("https://%s:2379" % addresses[n] for n in names[:members]),
                 "pki_dir": str(self.dir / "pki"),
                 "inventory": str(self.inventory),
                 "python_interpreter": VENV_PYTHON,
                 "hosts": [{"name": n, "container": "%s-%s" % (self.prefix, n), "ip": addresses[n],
                            "pki_dir": str(self.dir / "pki" / n)} for n in names],
+                "members": names[:members],
                 "data_disk_mb": data_disk_mb,
                 "s3": None,
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -205,7 +223,7 @@ class Lab:
             if with_s3:
                 self._start_s3(image)
             self._write_inventory()
-            self.wait_healthy(timeout=timeout)
+            self.wait_healthy(timeout=timeout, hosts=self.members)
             self.wait_leases(timeout=timeout)
             if with_s3:
                 self._create_bucket(timeout=60)
@@ -244,7 +262,9 @@ class Lab:
     def _host_files(self, record):
         """The files kubeadm would have left on this host, as a tar to copy into its container."""
         pki = self.dir / "pki"
-        initial_cluster = ",".join("%s=https://%s:2380" % (h["name"], h["ip"]) for h in self._state["hosts"])
+        members = self._state.get("members") or [h["name"] for h in self._state["hosts"]]
+        initial_cluster = ",".join("%s=https://%s:2380" % (h["name"], h["ip"]) for h in self._state["hosts"]
+                                   if h["name"] in members)
         files = {
             "etc/kubernetes/manifests/etcd.yaml": lab_manifests.etcd_manifest(
                 record["name"], record["ip"], initial_cluster, self._state["etcd_version"]),
@@ -255,6 +275,8 @@ class Lab:
                 self.dir / "admin" / "admin.key"),
             "etc/kubernetes/enc/encryption-config.yaml": self._encryption_config(),
         }
+        if record["name"] not in members:  # a spare host: kubeadm has not joined it yet, so no static pods
+            del files["etc/kubernetes/manifests/etcd.yaml"], files["etc/kubernetes/manifests/kube-apiserver.yaml"]
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             def add(name, data, mode):
@@ -367,10 +389,19 @@ class Lab:
                 "etcdops_lab_s3_secret_key": s3["secret_key"],
                 "etcdops_lab_s3_region": s3["region"],
             })
-        inventory = {"all": {"children": {"control_plane": {
-            "hosts": {h["name"]: {"ansible_host": h["container"], "etcdops_lab_ip": h["ip"]} for h in self._state["hosts"]},
+        members = self._state.get("members") or [h["name"] for h in self._state["hosts"]]
+        groups = {"control_plane": {
+            "hosts": {h["name"]: {"ansible_host": h["container"], "etcdops_lab_ip": h["ip"]}
+                      for h in self._state["hosts"] if h["name"] in members},
             "vars": group_vars,
-        }}}}
+        }}
+        spare = [h for h in self._state["hosts"] if h["name"] not in members]
+        if spare:
+            groups["control_plane_spare"] = {
+                "hosts": {h["name"]: {"ansible_host": h["container"], "etcdops_lab_ip": h["ip"]} for h in spare},
+                "vars": group_vars,
+            }
+        inventory = {"all": {"children": groups}}
         header = "# Written by tests/lab/lab.py up --prefix %s; removed by down.\n" % self.prefix
         self.inventory.write_text(header + lab_manifests.yaml.safe_dump(inventory, sort_keys=False, default_flow_style=False))
 
@@ -448,7 +479,7 @@ class Lab:
 
     def healthy(self, hosts=None):
         """True when every member answers, all name the same leader, and the leader is one of them."""
-        expected = len(hosts or self.hosts)
+        expected = len(hosts or self.members)
         statuses = self.endpoint_status(hosts)
         if len(statuses) != expected:
             return False
@@ -470,7 +501,7 @@ class Lab:
         return sorted(line for line in result.stdout.splitlines() if line.strip())
 
     def wait_leases(self, timeout=60):
-        wanted = sorted("/registry/masterleases/%s" % h["ip"] for h in self.state["hosts"])
+        wanted = sorted("/registry/masterleases/%s" % self.ip(h) for h in self.members)
         deadline = time.monotonic() + timeout
         while self.master_leases() != wanted:
             if time.monotonic() > deadline:
@@ -626,6 +657,8 @@ def main(argv=None):
 
     up = with_prefix(sub.add_parser("up", help="bring a lab up and wait until it is healthy"))
     up.add_argument("--hosts", type=int, default=3)
+    up.add_argument("--members", type=int, help="how many of the hosts are etcd members (default: all); the "
+                    "others are spare hosts with PKI and no static pods, inventory group control_plane_spare")
     up.add_argument("--etcd-line", default="3.5", choices=lab_image.ETCD_LINES)
     up.add_argument("--with-s3", dest="with_s3", action="store_true", default=True)
     up.add_argument("--no-s3", dest="with_s3", action="store_false")
@@ -687,7 +720,7 @@ def main(argv=None):
         lab = Lab(args.prefix)
         if args.command == "up":
             lab.up(hosts=args.hosts, etcd_line=args.etcd_line, with_s3=args.with_s3, timeout=args.timeout,
-                   backoff_max=args.backoff_max, data_disk_mb=args.data_disk_mb)
+                   backoff_max=args.backoff_max, data_disk_mb=args.data_disk_mb, members=args.members)
             print(lab.inventory)
         elif args.command == "down":
             lab.down()
