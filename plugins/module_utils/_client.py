@@ -59,6 +59,7 @@ else:
 ETCD_CLIENT_LIBRARY = 'etcd-sdk-python (with grpcio and protobuf)'
 
 DEFAULT_ENDPOINT = 'https://127.0.0.1:2379'
+COMPACTED = 'required revision has been compacted'
 DEFAULT_DIAL_TIMEOUT = 2.0     # etcdctl's --dial-timeout
 DEFAULT_COMMAND_TIMEOUT = 5.0  # etcdctl's --command-timeout
 KUBEADM_ETCD_PKI_DIR = '/etc/kubernetes/pki/etcd'
@@ -693,6 +694,31 @@ class EtcdClient(object):
             return connection.stub('KVStub').Compact(etcdrpc.CompactionRequest(revision=revision, physical=physical),
                                                      timeout=timeout, metadata=metadata)
         self._any(call, change=True)
+
+    def delete(self, key):
+        """Delete one key; return how many keys were deleted (0 or 1)."""
+        def call(connection, timeout, metadata):
+            return connection.stub('KVStub').DeleteRange(etcdrpc.DeleteRangeRequest(key=_to_bytes(key)),
+                                                         timeout=timeout, metadata=metadata)
+        return self._any(call, change=True).deleted
+
+    def compacted(self, revision):
+        """Whether the key history before revision is gone already, i.e. the cluster's compaction revision is at
+        least revision: a read at revision - 1 is then refused as compacted."""
+        if revision <= 1:
+            return True
+
+        def call(connection, timeout, metadata):
+            return connection.stub('KVStub').Range(etcdrpc.RangeRequest(key=b'\0', range_end=b'\0', count_only=True,
+                                                                        revision=revision - 1),
+                                                   timeout=timeout, metadata=metadata)
+        try:
+            self._any(call)
+        except EtcdClientError as error:
+            if COMPACTED in (error.details or error.msg):
+                return True
+            raise
+        return False
 
 
 def client_from_module(module):
