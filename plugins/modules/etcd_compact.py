@@ -16,7 +16,7 @@ description:
     from a NOSPACE alarm; the API server compacts every 5 minutes on its own in normal operation.
   - By default compacts to the cluster's current revision, which keeps only the latest value of each key.
   - Nothing is done when the history is already compacted up to that revision (no change).
-  - Compaction cannot be undone: watchers and readers of an older revision get "required revision has been
+  - Compaction cannot be undone; watchers and readers of an older revision get "required revision has been
     compacted". Take a backup first (the role C(etcdops.etcd.backup), C(tasks_from=pre_change)).
 author:
   - etcdops maintainers (@etcdops)

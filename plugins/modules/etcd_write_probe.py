@@ -33,7 +33,7 @@ attributes:
   check_mode:
     support: full
     details:
-      - Writes nothing: RV(writable) is then V(null).
+      - Writes nothing; RV(writable) is then V(null).
   diff_mode:
     support: none
 seealso:
