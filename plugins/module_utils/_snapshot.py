@@ -470,12 +470,16 @@ def _member_status(client, member):
     return None, '; '.join(errors)
 
 
+NOSPACE_ALARM = 'alarm:NOSPACE'
+
+
 def candidates(client, policy='follower'):
     """(cluster_id, [Candidate] in the order to try, [unhealthy members with why]) for a policy.
 
     follower: healthy followers (the most applied first), then the leader; leader: the leader, then the
     followers; a member name: that member, then the followers, then the leader. Healthy: it answers, has no
-    errors (alarms such as CORRUPT), sees a leader and is not a learner.
+    errors (alarms such as CORRUPT; NOSPACE only stops writes, so it does not count), sees a leader and is not a
+    learner.
     """
     from ansible_collections.etcdops.etcd.plugins.module_utils._client import EtcdClientError
 
@@ -493,7 +497,8 @@ def candidates(client, policy='follower'):
         status, error = _member_status(client, member)
         if status is None:
             unhealthy.append(dict(label, error=error))
-        elif status['errors']:
+        elif [e for e in status['errors'] if NOSPACE_ALARM not in e]:
+            # NOSPACE refuses writes only: a snapshot is a read, and the backup before a NOSPACE recovery needs it
             unhealthy.append(dict(label, error='%s reports errors: %s' % (status['endpoint'], '; '.join(
                 status['errors']))))
         elif not status.get('leader'):

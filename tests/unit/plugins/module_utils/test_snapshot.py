@@ -306,7 +306,8 @@ IDS = dict(m1='a1', m2='b2', m3='c3')
 class FakeClient(object):
     """member_list/status/snapshot as EtcdClient gives them; `down` members refuse, `dies` break mid-stream."""
 
-    def __init__(self, leader='m1', down=(), dies=(), learners=(), applied=None, db=DB):
+    def __init__(self, leader='m1', down=(), dies=(), learners=(), applied=None, db=DB, errors=None):
+        self.errors = errors or {}
         self.leader = leader
         self.down = set(down)
         self.dies = set(dies)
@@ -327,7 +328,8 @@ class FakeClient(object):
         name = url.split('//')[1].split(':')[0]
         if name in self.down:
             raise EtcdClientError('%s: connection refused' % url, kind='connection_refused')
-        return dict(endpoint=url, member_id=IDS[name], leader=IDS[self.leader], errors=[], version='3.6.16',
+        return dict(endpoint=url, member_id=IDS[name], leader=IDS[self.leader], errors=self.errors.get(name, []),
+                    version='3.6.16',
                     raft_applied_index=self.applied.get(name, 10))
 
     def snapshot(self, endpoint, timeout=None):
@@ -369,6 +371,14 @@ def test_down_members_and_learners_are_skipped_with_the_reason():
     assert names(order) == ['m1']  # alone: the leader
     reasons = dict((s['name'], s['error']) for s in unhealthy)
     assert 'connection refused' in reasons['m2'] and 'learner' in reasons['m3']
+
+
+def test_nospace_does_not_stop_a_snapshot_but_corrupt_does():
+    nospace = ['memberID:11 alarm:NOSPACE ', 'memberID:12 alarm:NOSPACE ']
+    dummy, order, unhealthy = candidates(FakeClient(errors=dict(m1=nospace, m2=nospace, m3=['memberID:13 alarm:CORRUPT '])),
+                                         'follower')
+    assert names(order) == ['m2', 'm1'] and [s['name'] for s in unhealthy] == ['m3']
+    assert 'CORRUPT' in unhealthy[0]['error']
 
 
 def test_no_healthy_member_fails_naming_each():
