@@ -23,7 +23,8 @@ import uuid
 import pytest
 
 ETCD_CACHE = os.environ.get('ETCDOPS_ETCD_CACHE', '/var/cache/etcdops/etcd')
-LINES = ('3.4', '3.5', '3.6', '3.7')
+# ETCDOPS_LINES="3.6" narrows a local run to one line (as for the lab tests).
+LINES = tuple(os.environ.get('ETCDOPS_LINES', '3.4 3.5 3.6 3.7').split())
 _PROCESSES = []
 _PORTS_GIVEN = set()
 
@@ -249,31 +250,61 @@ def workroot():
         shutil.rmtree(directory, ignore_errors=True)
 
 
-@pytest.fixture(scope='session')
-def cluster_factory(pki, workroot):
-    """Make a started cluster: factory(line, size=3, extra_args=()); all are killed at the end of the session."""
-    made = []
+class _Factory(object):
+    """Makes started clusters: factory(line, size=3, extra_args=()); close() kills every one it made."""
 
-    def factory(line, size=3, extra_args=()):
+    def __init__(self, pki, workroot):
+        self.pki = pki
+        self.workroot = workroot
+        self.made = []
+
+    def __call__(self, line, size=3, extra_args=()):
         tools = etcd_tools(line)
         if tools is None:
             missing_line(line)
-        workdir = tempfile.mkdtemp(prefix='etcd-%s-' % line, dir=workroot)
-        cluster = EtcdCluster(line, tools, pki, workdir, size=size, extra_args=extra_args)
-        made.append(cluster)
+        workdir = tempfile.mkdtemp(prefix='etcd-%s-' % line, dir=self.workroot)
+        cluster = EtcdCluster(line, tools, self.pki, workdir, size=size, extra_args=extra_args)
+        self.made.append(cluster)
         return cluster.start()
 
-    try:
-        yield factory
-    finally:
-        for cluster in made:
+    def close(self):
+        for cluster in self.made:
             cluster.close()
 
 
+@pytest.fixture
+def cluster_factory(pki, workroot):
+    """A test's own clusters, killed when the test ends (idle members still cost CPU: heartbeats)."""
+    factory = _Factory(pki, workroot)
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+@pytest.fixture(scope='module')
+def module_cluster_factory(pki, workroot):
+    """Clusters shared by the tests of one module, killed when the module ends."""
+    factory = _Factory(pki, workroot)
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+@pytest.fixture(scope='session')
+def _shared_factory(pki, workroot):
+    factory = _Factory(pki, workroot)
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
 @pytest.fixture(scope='session', params=available_lines())
-def cluster(request, cluster_factory):
+def cluster(request, _shared_factory):
     """A healthy 3-member cluster per etcd line, shared by the tests that only read."""
-    return cluster_factory(request.param)
+    return _shared_factory(request.param)
 
 
 @pytest.fixture(params=available_lines())

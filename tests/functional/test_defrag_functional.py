@@ -60,6 +60,7 @@ def test_fragmented_member_shrinks_thresholds_skip_timeouts_fail(line, cluster_f
     fragment(cluster)
     m2, m3 = cluster.endpoints[1], cluster.endpoints[2]
     before = etcdctl_status(cluster, m2)
+    m1_before = etcdctl_status(cluster, cluster.endpoints[0])
     assert before['dbSize'] - before['dbSizeInUse'] > 8 * MIB
 
     # the defaults (45% and 100 MiB) are not met by 10 MiB of free space: skipped, unchanged
@@ -93,7 +94,8 @@ def test_fragmented_member_shrinks_thresholds_skip_timeouts_fail(line, cluster_f
     assert result['member']['name'] == 'm2' and result['member']['endpoint'] == m2
     assert result['member']['is_leader'] == (format(after['leader'], 'x') == result['member']['id'])
     assert result['duration_seconds'] > 0
-    assert etcdctl_status(cluster, cluster.endpoints[0])['dbSize'] > before['dbSize'] - MIB  # the others are not
+    # the others are not (m1's own file: members' files differ in size by what each allocated)
+    assert etcdctl_status(cluster, cluster.endpoints[0])['dbSize'] == m1_before['dbSize']
 
     # again: nothing left to give back, so it is skipped
     again = defrag_task(cluster, member='m2', **LOWERED).result

@@ -219,16 +219,17 @@ class KillWhileStreaming(EtcdClient):
 
 
 @pytest.fixture(scope='module', params=LINES)
-def big_cluster(request, cluster_factory):
+def big_cluster(request, module_cluster_factory):
     """A cluster of one line holding a few hundred MB; shared by the tests below, which kill its members."""
     if etcd_tools(request.param) is None:
         pytest.skip('no etcd %s binary on this machine' % request.param)
-    cluster = cluster_factory(request.param, extra_args=['--quota-backend-bytes', str(4 * 1024 ** 3)])
+    cluster = module_cluster_factory(request.param, extra_args=['--quota-backend-bytes', str(4 * 1024 ** 3)])
     with EtcdClient(cluster.endpoints, command_timeout=60, **cluster.tls()) as client:
         started = time.time()
         cluster.live_keys = fill(client)
         cluster.fill_seconds = time.time() - started
-    return cluster
+    yield cluster
+    cluster.close()  # before the next line's cluster fills: one big cluster at a time
 
 
 def test_a_large_snapshot_reads_as_every_tool_says(big_cluster, tmp_path):
