@@ -158,6 +158,15 @@ class BboltFile(object):
 
     # -- walking --------------------------------------------------------------------------------------
 
+    def release(self):
+        """Drop the pages read so far from this process's mapping (MADV_DONTNEED; they stay in the page cache and
+        are read again on access): a walk touches every page, and each mapped page counts in the process's
+        resident memory, which would grow to the database size."""
+        advise = getattr(self._map, 'madvise', None)
+        flag = getattr(mmap, 'MADV_DONTNEED', None)
+        if advise is not None and flag is not None:
+            advise(flag)
+
     def walk(self, visit_bucket, visit_item, check=True):
         """Visit every top-level bucket and its keys in bbolt's order; check the file's integrity.
 
@@ -166,12 +175,24 @@ class BboltFile(object):
         what ``tx.Check()`` would report, before or after the visits (do not trust them when it raises).
         """
         walker = _Walker(self, check)
-        walker.run(visit_bucket, visit_item)
+        seen = [0]
+
+        def item(key, value):
+            visit_item(key, value)
+            seen[0] += len(key) + (len(value) if value is not None else 0)
+            if seen[0] >= RELEASE_BYTES:
+                seen[0] = 0
+                self.release()
+        walker.run(visit_bucket, item)
         if walker.problems:
             listed = walker.problems[:MAX_PROBLEMS]
             more = len(walker.problems) - len(listed)
             raise BboltError('%s: integrity check failed, %d error(s): %s%s' % (
                 self.path, len(walker.problems), '; '.join(listed), ' (and %d more)' % more if more else ''))
+
+
+# A walk gives the mapped pages back to the kernel after this many bytes of keys and values (see release()).
+RELEASE_BYTES = 32 * 1024 * 1024
 
 
 class _Walker(object):

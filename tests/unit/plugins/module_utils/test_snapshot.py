@@ -435,3 +435,17 @@ def test_a_local_write_failure_does_not_try_other_members(tmp_path, monkeypatch)
     with pytest.raises(SnapshotError) as caught:
         save(client, order, str(tmp_path / 'missing' / 'snap.db'))
     assert caught.value.kind == 'no_directory' and len(client.asked) <= 1
+
+
+def test_status_is_the_same_when_the_walk_gives_its_mapped_pages_back_after_every_item(monkeypatch):
+    """The bbolt walk drops the pages it read from the process (MADV_DONTNEED) every RELEASE_BYTES, so that the
+    module's resident memory does not grow to the database size; the values read stay right."""
+    from ansible_collections.etcdops.etcd.plugins.module_utils import _bbolt
+    released = []
+    release = _bbolt.BboltFile.release
+    monkeypatch.setattr(_bbolt, 'RELEASE_BYTES', 1)
+    monkeypatch.setattr(_bbolt.BboltFile, 'release', lambda self: (released.append(1), release(self)))
+    for name in ('etcd-3.5.db', 'etcd-3.6.db'):
+        status = database_status(fixture(name))
+        assert (status['hash'], status['revision']) == (etcdutl_said()[name]['hash'], etcdutl_said()[name]['revision'])
+    assert len(released) > 10
