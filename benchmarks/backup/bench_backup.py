@@ -227,6 +227,7 @@ def run(lab):
         ratio_d_over_a=round(d / a, 3), goal_d="<= 1.1",
         peak_rss_mib_s3=c_rss[0], peak_rss_anon_mib_s3=c_rss[1], peak_rss_mib_local=d_rss[0],
         peak_rss_anon_mib_local=d_rss[1], goal_rss="<= 100 MiB",
+        c_timings=c_result.get("timings"), d_timings=d_result.get("timings"),
         member=c_result["member"]["name"], total_key=c_result["total_key"], revision=c_result["revision"],
         total_seconds=round(time.monotonic() - t0, 1),
     )

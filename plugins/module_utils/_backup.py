@@ -305,9 +305,15 @@ class Backup(object):
             stored = self.store.put_object(self.location, self.backup_id, name,
                                            _pipeline(meter, self.recipients, self.compression_level))
             upload_seconds = time.monotonic() - stream_started
+            mark = time.monotonic()
             resources = self._resources() if self.resources else None
+            resources_seconds = time.monotonic() - mark
+            mark = time.monotonic()
             status = tee.status()
+            status_wait_seconds = time.monotonic() - mark
+            mark = time.monotonic()
             hashkv = member_hashkv(client, candidate, status['revision'])
+            hashkv_seconds = time.monotonic() - mark
         except (EtcdClientError, SnapshotError) as exc:
             _forget(self.store, self.location, self.backup_id)
             if self.resources:
@@ -331,7 +337,10 @@ class Backup(object):
                               kind='scratch', tried=self.tried)
         self.tried.append(dict(candidate.describe(), error=None))
         return dict(stored=stored, resources=resources, status=status, checked=checked, meter=meter,
-                    upload_seconds=upload_seconds, hashkv=hashkv)
+                    upload_seconds=upload_seconds, hashkv=hashkv,
+                    timings=dict(stream_seconds=round(upload_seconds, 3), resources_seconds=round(resources_seconds, 3),
+                                 status_wait_seconds=round(status_wait_seconds, 3),
+                                 hashkv_seconds=round(hashkv_seconds, 3)))
 
     def _forget_all(self):
         _forget(self.store, self.location, self.backup_id)
@@ -394,7 +403,7 @@ class Backup(object):
             recipients=self.recipients, resources=resources,
             duration_seconds=round(finished - started, 3),
             mb_per_second=round(checked.size / MEGABYTE / seconds, 1) if seconds > 0 else 0.0,
-            tried=self.tried)
+            timings=attempt['timings'], tried=self.tried)
 
 
 def member_hashkv(client, candidate, revision):

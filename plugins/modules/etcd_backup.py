@@ -302,6 +302,13 @@ mb_per_second:
   returned: success
   type: float
   sample: 95.3
+timings:
+  description: Seconds spent streaming the snapshot through compression, encryption and the store (to the end of
+    the upload), storing the resources, waiting for the status walk of the scratch copy after that, and asking the
+    member for its HashKV at the snapshot's revision.
+  returned: success
+  type: dict
+  sample: {stream_seconds: 12.0, resources_seconds: 0.2, status_wait_seconds: 1.5, hashkv_seconds: 0.8}
 tried:
   description: Each member asked for the snapshot, in order, with why it failed (V(null) for the one that served it).
   returned: when a backup was attempted
