@@ -266,11 +266,11 @@ class Drill(object):
         self.checks['hashkv'] = hashkv['hash'] if hashkv else None
         if recorded.get('hash') is not None:
             if hashkv['hash'] != recorded['hash']:
-                self.fail('the restored HashKV at revision %s is %s, the member that served the backup had %s' % (
+                self.fail('the restored HashKV at revision %s is %s, the backup recorded %s' % (
                     revision, hashkv['hash'], recorded['hash']), 'hashkv')
             self.checks['hashkv_compared'] = True
         else:
-            self.checks['hashkv_compared'] = False  # older backup, or the member could not say (compacted)
+            self.checks['hashkv_compared'] = False  # older backup, or a compaction unfinished in the snapshot
         self.checks['etcd_version'] = status.get('version')
 
 

@@ -330,6 +330,10 @@ class _StatusWalk(object):
         self._bucket = None
         self._pending = []
         self._pending_size = 0
+        # etcd's HashKV at the snapshot's revision: crc32c of "key" then every key and value of the key bucket
+        # (all of them are at or below the last revision; see hashkv()).
+        self.kv_crc = None
+        self.compaction = {}  # scheduledCompactRev / finishedCompactRev of the meta bucket (main revisions)
 
     def _write(self, data):
         self._pending.append(data)
@@ -339,13 +343,30 @@ class _StatusWalk(object):
 
     def flush(self):
         if self._pending:
-            self.crc = crc32c_update(self.crc, b''.join(self._pending))
+            joined = b''.join(self._pending)
+            self.crc = crc32c_update(self.crc, joined)
+            if self._bucket == b'key':
+                self.kv_crc = crc32c_update(self.kv_crc, joined)
             self._pending = []
             self._pending_size = 0
 
     def bucket(self, name):
+        self.flush()  # what is pending belongs to the previous bucket
         self._bucket = bytes(name)
+        if self._bucket == b'key':
+            self.kv_crc = 0
         self._write(name)
+
+    def hashkv(self):
+        """What etcd's HashKV answers at the snapshot's revision, or None when it cannot be known from the file:
+        etcd hashes the key bucket's revisions up to the asked one, skipping those a compaction scheduled at or
+        below compactRev drops; once that compaction has finished they are gone from the file, so the hash is
+        the key bucket's. With a compaction scheduled but not finished (or no key bucket) it is not known."""
+        if self.kv_crc is None:
+            return None
+        if self.compaction.get('scheduledCompactRev', 0) > self.compaction.get('finishedCompactRev', 0):
+            return None
+        return self.kv_crc
 
     def item(self, key, value):
         self._write(key)
@@ -363,6 +384,9 @@ class _StatusWalk(object):
                 self.live.add(name)
         elif self._bucket == b'meta' and key == b'storageVersion' and value is not None:
             self.storage_version = _semver(value)
+        elif self._bucket == b'meta' and bytes(key) in (b'scheduledCompactRev', b'finishedCompactRev') and value \
+                and len(value) >= 8:
+            self.compaction[bytes(key).decode('ascii')] = struct.unpack('>q', bytes(value[:8]))[0]
 
 
 def database_status(path):
@@ -383,7 +407,8 @@ def database_status(path):
     walk.flush()
     live = len(walk.live)
     return dict(hash=walk.crc, revision=walk.revision, total_key=live if walk.storage_version else walk.entries,
-                total_size=total_size, version=walk.storage_version, live_keys=live, entries=walk.entries)
+                total_size=total_size, version=walk.storage_version, live_keys=live, entries=walk.entries,
+                hashkv=walk.hashkv())
 
 
 def file_digest(path):

@@ -25,7 +25,8 @@ description:
     under O(resources_root)) are stored as a separate backup under C(<cluster_name>/resources/<backup_id>/),
     encrypted to O(resources_recipients), which may differ from O(recipients), because the key that decrypts the Secrets
     must not travel with the snapshot. Modes, owners and times are kept; only names, sizes and modes are returned.
-  - The metadata object (cluster id, member, etcd version, revision, hash, key count, sizes, sha256 of each
+  - The metadata object (cluster id, member, etcd version, revision, hash, key count, HashKV at that revision (read
+    from the snapshot, for restore drills), sizes, sha256 of each
     object, the recipients' public keys, compression, times, C(verified=null)) is written last; a backup without
     it does not exist and is not listed. On any failure the upload is aborted, what was stored for this backup is
     deleted, and no metadata is written.
@@ -304,11 +305,10 @@ mb_per_second:
   sample: 95.3
 timings:
   description: Seconds spent streaming the snapshot through compression, encryption and the store (to the end of
-    the upload), storing the resources, waiting for the status walk of the scratch copy after that, and asking the
-    member for its HashKV at the snapshot's revision.
+    the upload), storing the resources, and waiting for the status walk of the scratch copy after that.
   returned: success
   type: dict
-  sample: {stream_seconds: 12.0, resources_seconds: 0.2, status_wait_seconds: 1.5, hashkv_seconds: 0.8}
+  sample: {stream_seconds: 12.0, resources_seconds: 0.2, status_wait_seconds: 1.5}
 tried:
   description: Each member asked for the snapshot, in order, with why it failed (V(null) for the one that served it).
   returned: when a backup was attempted

@@ -17,8 +17,8 @@ description:
   - Restores it with C(etcdutl snapshot restore) (C(etcdctl) on etcd 3.4) into a fresh 0700 directory under
     O(scratch_dir), starts a throwaway etcd on it on 127.0.0.1 (free ports, plain HTTP, its own name and cluster
     token, so the cluster's members are never contacted), and compares its revision, its key count and its HashKV at
-    that revision with the metadata (the HashKV the serving member had at backup time; backups without it are
-    compared on revision and keys only, and RV(checks.hashkv_compared) says so). Then stops it and removes the
+    that revision with the metadata (the HashKV M(etcdops.etcd.etcd_backup) read from the snapshot; backups without
+    it are compared on revision and keys only, and RV(checks.hashkv_compared) says so). Then stops it and removes the
     directory, on success and on failure.
   - With O(record=true), writes the result into the backup's metadata (C(verified) true or false, and
     C(verification) with the time, the error and the checks), which M(etcdops.etcd.etcd_backup_info) lists and

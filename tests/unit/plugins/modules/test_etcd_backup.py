@@ -16,7 +16,7 @@ import yaml
 
 from ansible.module_utils import basic
 
-from ansible_collections.etcdops.etcd.plugins.module_utils import _backup
+from ansible_collections.etcdops.etcd.plugins.module_utils import _backup, _snapshot
 from ansible_collections.etcdops.etcd.plugins.module_utils._client import EtcdClientError
 from ansible_collections.etcdops.etcd.plugins.module_utils._store import LocalStore, StoreError, etcd_location
 from ansible_collections.etcdops.etcd.plugins.module_utils._streams import age_decrypt, zstd_decompress
@@ -53,7 +53,6 @@ class FakeClient(object):
         self.asked = []
         self.closed = False
         self.db = fixture_bytes()[:-32]
-        self.compacted = False
 
     @staticmethod
     def url(name):
@@ -78,12 +77,6 @@ class FakeClient(object):
         if name in self.dies:
             raise EtcdClientError('%s: connection reset by peer' % endpoint, kind='unavailable')
         yield data[8192:], 0
-
-    def hashkv(self, endpoint, revision=0):
-        if revision == 'compacted' or self.compacted:
-            raise EtcdClientError('%s: mvcc: required revision has been compacted' % endpoint, kind='compacted')
-        return dict(endpoint=endpoint, member_id='x', hash=987654321, compact_revision=-1, revision=revision,
-                    hash_revision=revision)
 
     def close(self):
         self.closed = True
@@ -244,14 +237,10 @@ def test_scratch_status_runs_after_the_stream_ends(tmp_path):
     assert tee.status()['hash'] == etcdutl_said()['hash']
 
 
-def test_metadata_records_the_members_hashkv_at_the_snapshot_revision_or_why_not(monkeypatch, tmp_path):
+def test_metadata_records_the_hashkv_read_from_the_snapshot_without_asking_the_member(monkeypatch, tmp_path):
     done = run(monkeypatch, FakeClient(), tmp_path)
     assert not done.failed, done.result
     document = json.loads((tmp_path / 'store' / done.result['object_keys']['metadata']).read_text())
-    assert document['hashkv'] == dict(hash=987654321, compact_revision=-1, revision=done.result['revision'])
-    client = FakeClient()
-    client.compacted = True
-    done = run(monkeypatch, client, tmp_path)
-    assert not done.failed, done.result  # the backup itself is good: only the drill's cross-check is missing
-    document = json.loads((tmp_path / 'store' / done.result['object_keys']['metadata']).read_text())
-    assert document['hashkv']['hash'] is None and 'compacted' in document['hashkv']['error']
+    expected = _snapshot.database_status(os.path.join(FIXTURES, 'etcd-3.6.db'))['hashkv']
+    assert expected is not None
+    assert document['hashkv'] == dict(hash=expected, revision=done.result['revision'], source='snapshot')
