@@ -109,11 +109,10 @@ def run_module(module, client, result):
         if read is None or read.decode('utf-8', 'replace') != value:
             step = 'delete'
             client.delete(key)
+            how = 'missing' if read is None else 'with another value'
             module.fail_json(msg='the probe key %s was written but read back %s: the cluster does not return what '
                              'it committed; check every member with etcdops.etcd.etcd_cluster_info and compare hashes '
-                             '(etcdctl endpoint hashkv --cluster)' % (key, 'missing' if read is None else
-                                                                     'with another value'),
-                             writable=False, **result)
+                             '(etcdctl endpoint hashkv --cluster)' % (key, how), writable=False, **result)
         step = 'delete'
         client.delete(key)
     except EtcdClientError as error:

@@ -200,7 +200,7 @@ def test_replace_a_member_killed_with_its_data_wiped(maint_lab):
         "promote to voting member"]
     assert done.result("Add the new member as a learner")["actions"] == ["add as learner"]
     now = members(lab)
-    assert sorted(now) == ["cp1", "cp2", "cp3"] and not any(learner for _, learner in now.values()), now
+    assert sorted(now) == ["cp1", "cp2", "cp3"] and not any(entry[1] for entry in now.values()), now
     assert now["cp3"][0] != old["cp3"][0] and now["cp1"] == old["cp1"]
     lab.wait_healthy(timeout=90, hosts=lab.members)
     keys = lab.etcdctl("cp3", "get", "--prefix", "/etcdops/keys/", "--consistency=s", "--print-value-only").stdout
@@ -238,7 +238,7 @@ def test_scale_three_to_five_and_back_refusing_a_quorum_loss(maint_lab):
     ok(run_playbook(lab, "playbooks/scale.yml", dict(add4, scale_host="cp5", scale_address=lab.ip("cp5"))))
     five = ["cp1", "cp2", "cp3", "cp4", "cp5"]
     now = members(lab)
-    assert sorted(now) == five and not any(learner for _, learner in now.values()), now
+    assert sorted(now) == five and not any(entry[1] for entry in now.values()), now
     lab.wait_healthy(timeout=90, hosts=five)
     assert lab.etcdctl("cp5", "get", "/etcdops/keys/07", "--consistency=s", "--print-value-only").stdout.strip() == "value-7"
     assert changed_hosts(run_playbook(lab, "playbooks/scale.yml", add4)) == {}
