@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark of etcd_backup against the tools it replaces, measured in one run on one lab (prefix hbkbench).
 
 A one-host lab (etcd line ETCD_LINE, default 3.6) with the lab's S3 server. Its etcd gets
@@ -12,7 +11,8 @@ a random part (base64 of /dev/urandom) and a repetitive part, so the database is
   (d) etcd_backup to a local directory on the same host;
 
 and prints (c)/max(a,b) (goal <= 1.25), (d)/(a) (goal <= 1.1) and the peak RSS (VmHWM) of the module process,
-polled from /proc every 0.2 s with the highest anonymous RSS seen (RssAnon: what is not file pages) (goal <= 100 MiB). The lab is brought down at the end, on success or failure.
+polled from /proc every 0.2 s with the highest anonymous RSS seen (RssAnon: what is not file pages) (goal <= 100
+MiB). The lab is brought down at the end, on success or failure.
 
 The S3 server (moto) joins a multipart upload in memory: its container gets 4 GiB here (docker update) so that
 (b)'s 1 GiB upload fits; the host gets 4 GiB too (etcd maps the whole database). Nothing else is changed.
@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT / "tests" / "lab"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 import lab as lablib  # noqa: E402  pylint: disable=wrong-import-position,import-error
-from ansible_run import VENV_BIN, AnsibleRun, ansible_env, run_module  # noqa: E402  pylint: disable=wrong-import-position,import-error
+from ansible_run import (  # noqa: E402  pylint: disable=wrong-import-position,import-error
+    VENV_BIN, AnsibleRun, ansible_env, run_module)
 
 PREFIX = os.environ.get("BENCH_PREFIX", "hbkbench")
 LINE = os.environ.get("ETCD_LINE", "3.6")
@@ -144,7 +145,7 @@ def module(lab, args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--keep", action="store_true", help="leave the lab up at the end")
     options = parser.parse_args()
     lab = lablib.Lab(PREFIX)

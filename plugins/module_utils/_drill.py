@@ -21,8 +21,8 @@ __metaclass__ = type
 
 import os
 import shutil
+import signal
 import socket
-import subprocess
 import tempfile
 import time
 
@@ -202,15 +202,11 @@ class Drill(object):
                 '--initial-cluster-token', 'etcdops-drill-%s' % self.backup_id,
                 '--quota-backend-bytes', str(8 * 1024 * 1024 * 1024)]
         log_path = os.path.join(work, 'etcd.log')
-        log = open(log_path, 'wb')
-        # A background server cannot go through run_command (it waits for the end): Popen, killed below.
-        env = dict(os.environ, ETCD_UNSUPPORTED_ARCH=os.environ.get('ETCD_UNSUPPORTED_ARCH', ''))
+        process = Background(self.runner, argv, log_path, data_dir)
         try:
-            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       close_fds=True, env=env)
-        except OSError as exc:
-            log.close()
-            self.fail('cannot start %s: %s' % (etcd, exc), 'etcd')
+            process.start()
+        except DrillError as exc:
+            self.fail(exc.msg, 'missing_tool')  # the binary did not run: nothing said about the backup
         client = None
         try:
             client = self.client_factory(client_url)
@@ -219,21 +215,15 @@ class Drill(object):
         finally:
             if client is not None:
                 client.close()
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            log.close()
+            process.stop()
 
     def _wait(self, process, client, client_url, log_path):
         from ansible_collections.etcdops.etcd.plugins.module_utils._client import EtcdClientError
         deadline = time.monotonic() + self.start_timeout
         last = None
         while time.monotonic() < deadline:
-            if process.poll() is not None:
-                self.fail('the restored etcd exited (rc %s): %s' % (process.returncode, _tail(log_path)), 'etcd')
+            if not process.alive():
+                self.fail('the restored etcd exited: %s' % _tail(log_path), 'etcd')
             try:
                 status = client.status(client_url)
                 if status.get('leader'):
@@ -272,6 +262,61 @@ class Drill(object):
         else:
             self.checks['hashkv_compared'] = False  # older backup, or a compaction unfinished in the snapshot
         self.checks['etcd_version'] = status.get('version')
+
+
+class Background(object):
+    """The throwaway etcd, started through the module's run_command by a shell that puts it in the background
+    (output to log_path, stdin from /dev/null, so run_command returns at once with its pid) and stopped by that
+    pid, only while its command line still names data_dir (a pid is never signalled once it may be another
+    process's)."""
+
+    def __init__(self, runner, argv, log_path, data_dir):
+        self.runner = runner
+        self.argv = argv
+        self.log_path = log_path
+        self.marker = data_dir
+        self.pid = None
+
+    def start(self):
+        script = 'log=$1; shift; "$@" </dev/null >"$log" 2>&1 & echo $!'
+        rc, out, err = self.runner.run_command(['/bin/sh', '-c', script, 'etcd-drill', self.log_path] + self.argv)
+        try:
+            self.pid = int(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise DrillError('cannot start %s (rc %s): %s' % (self.argv[0], rc, (err or out).strip()[:300]))
+
+    def _cmdline(self):
+        try:
+            with open('/proc/%d/cmdline' % self.pid, 'rb') as handle:
+                return handle.read().decode('utf-8', 'replace')
+        except (IOError, OSError):
+            return None
+
+    def alive(self):
+        """Running (not gone, not a zombie) and still our etcd."""
+        cmdline = self._cmdline()
+        if not cmdline or self.marker not in cmdline:
+            return False
+        try:
+            with open('/proc/%d/stat' % self.pid, 'rb') as handle:
+                state = handle.read().rsplit(b')', 1)[1].split()[0]
+        except (IOError, OSError, IndexError):
+            return False
+        return state not in (b'Z', b'X')
+
+    def stop(self, grace=15.0):
+        if self.pid is None:
+            return
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+            if not self.alive():
+                return
+            try:
+                os.kill(self.pid, sig)
+            except OSError:
+                return
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and self.alive():
+                time.sleep(0.1)
 
 
 def _tail(path, lines=5):

@@ -18,7 +18,7 @@ description:
     O(scratch_dir), starts a throwaway etcd on it on 127.0.0.1 (free ports, plain HTTP, its own name and cluster
     token, so the cluster's members are never contacted), and compares its revision, its key count and its HashKV at
     that revision with the metadata (the HashKV M(etcdops.etcd.etcd_backup) read from the snapshot; backups without
-    it are compared on revision and keys only, and RV(checks.hashkv_compared) says so). Then stops it and removes the
+    it are compared on revision and keys only, and C(hashkv_compared) in RV(checks) says so). Then stops it and removes the
     directory, on success and on failure.
   - With O(record=true), writes the result into the backup's metadata (C(verified) true or false, and
     C(verification) with the time, the error and the checks), which M(etcdops.etcd.etcd_backup_info) lists and
@@ -103,7 +103,7 @@ attributes:
   diff_mode:
     support: none
 notes:
-  - RV(changed) is V(true) when the result was recorded (every drill records a new time).
+  - C(changed) is V(true) when the result was recorded (every drill records a new time).
 requirements:
   - boto3 (for O(store=s3)), zstandard, pyrage and the etcd client library on the host that runs the drill; the
     C(etcd) and C(etcdutl) binaries of the backup's etcd line there.
