@@ -4,7 +4,6 @@ thresholds skip it, then defragment each member on its own host through https://
 and see with `etcdctl endpoint status` that every file shrank; check mode changes nothing."""
 
 import json
-import os
 import time
 
 import pytest

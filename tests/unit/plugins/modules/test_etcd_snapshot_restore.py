@@ -61,6 +61,12 @@ class FakeTool(object):
             return 0, '', 'restored snapshot'
         return 127, '', 'unexpected %s' % argv
 
+    def as_method(self):
+        """A plain function, so that AnsibleModule.run_command binds the module to it."""
+        def run_command(module, argv, **kwargs):
+            return self(module, argv, **kwargs)
+        return run_command
+
 
 @pytest.fixture
 def host(tmp_path, monkeypatch):
@@ -80,7 +86,7 @@ def host(tmp_path, monkeypatch):
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
     shutil.copy(SNAPSHOT, str(root / 'snapshot.db'))
     tool = FakeTool()
-    monkeypatch.setattr(basic.AnsibleModule, 'run_command', lambda self, argv, **kw: tool(self, argv, **kw))
+    monkeypatch.setattr(basic.AnsibleModule, 'run_command', tool.as_method())
     return dict(root=root, data=str(data), tool=tool, bin=str(bindir))
 
 
