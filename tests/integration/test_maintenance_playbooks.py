@@ -2,7 +2,8 @@
 runbooks: defrag.yml defragments a fragmented cluster followers first, the leader last, one at a time with pauses;
 a small backend quota filled until NOSPACE is recovered by nospace_recovery.yml; a member killed with its data
 wiped is replaced by replace_member.yml; scale.yml grows 3 -> 5 and shrinks back to 3, and refuses a removal that
-would lose quorum. Each: check mode first (nothing changes), then for real (checked with etcdctl), then again
+would lose quorum. NOSPACE comes last: on etcd 3.4 a member that joins replays the whole history, and with the
+small quota the replay of the 1 MB values alone raises NOSPACE on the new member. Each: check mode first (nothing changes), then for real (checked with etcdctl), then again
 (nothing changes).
 
 Runs on etcd 3.6 in the suite; ETCDOPS_MAINT_LINES="3.4 3.5 3.7" runs it on other lines by hand."""
@@ -136,47 +137,8 @@ def _seconds(stamp):
     return datetime.fromisoformat(stamp).timestamp()
 
 
-def test_nospace_recovery_compacts_defragments_disarms_and_writes_work(maint_lab):
-    lab = maint_lab
-    script = ("head -c 1000000 /dev/zero | tr '\\0' y > /tmp/big && for i in $(seq 200); do "
-              "%s put /etcdops/big < /tmp/big >/dev/null 2>/tmp/err || { cat /tmp/err; exit 0; }; done; echo none"
-              % etcdctl_path(lab))
-    filled = lab.exec("cp1", ["sh", "-c", script], timeout=300).stdout
-    assert "database space exceeded" in filled, filled
-    refused = lab.etcdctl("cp2", "put", "/etcdops/after", "x", check=False)
-    assert refused.returncode != 0 and "database space exceeded" in refused.stderr
-    assert "NOSPACE" in lab.etcdctl("cp1", "alarm", "list").stdout
-    before = statuses(lab, lab.members)
-    leader = leader_of(lab, lab.members)
-
-    unconfirmed = run_playbook(lab, "playbooks/nospace_recovery.yml", BACKUP)
-    assert unconfirmed.rc != 0 and "nospace_recovery_confirm=true" in json.dumps(unconfirmed.data)
-    checked = ok(run_playbook(lab, "playbooks/nospace_recovery.yml", dict(BACKUP, nospace_recovery_confirm=True),
-                              check=True))
-    assert checked.result("Compact the history to the current revision")["changed"] is True
-    assert "NOSPACE" in lab.etcdctl("cp1", "alarm", "list").stdout
-
-    done = ok(run_playbook(lab, "playbooks/nospace_recovery.yml",
-                           dict(BACKUP, nospace_recovery_confirm=True, nospace_recovery_pause_seconds=2)))
-    order = done.result("Show what was defragmented, in order")["defrag_members"]
-    assert [m["name"] for m in order][-1] == leader and all(m["defragmented"] for m in order), order
-    assert done.result("Prove that writes work again (put, get and delete of a probe key)")["writable"] is True
-    assert lab.etcdctl("cp1", "alarm", "list").stdout.strip() == ""
-    lab.etcdctl("cp2", "put", "/etcdops/after", "x")
-    assert lab.etcdctl("cp3", "get", "/etcdops/after", "--print-value-only").stdout.strip() == "x"
-    after = statuses(lab, lab.members)
-    for host in lab.members:
-        assert after[host]["dbSize"] < before[host]["dbSize"], (host, before[host], after[host])
-    last = {h: max(defrag_log_times(lab, h)) for h in lab.members}
-    assert max(last, key=last.get) == leader, last
-
-    again = ok(run_playbook(lab, "playbooks/nospace_recovery.yml", dict(BACKUP, nospace_recovery_confirm=True)))
-    assert changed_hosts(again) == {}, again.stats
-
-
 def test_replace_a_member_killed_with_its_data_wiped(maint_lab):
     lab = maint_lab
-    lab.etcdctl("cp1", "del", "/etcdops/big")
     for i in range(50):
         lab.etcdctl("cp1", "put", "/etcdops/keys/%02d" % i, "value-%d" % i)
     old = members(lab)
@@ -254,3 +216,41 @@ def test_scale_three_to_five_and_back_refusing_a_quorum_loss(maint_lab):
         assert not lab.exec(host, ["pgrep", "-x", "etcd"], check=False).stdout.strip()
         assert re.search(r"etcd\.replaced-\d{8}T\d{6}Z", lab.exec(host, ["ls", "/var/lib"]).stdout)
     assert changed_hosts(run_playbook(lab, "playbooks/scale.yml", remove5)) == {}
+
+
+def test_nospace_recovery_compacts_defragments_disarms_and_writes_work(maint_lab):
+    lab = maint_lab
+    script = ("head -c 1000000 /dev/zero | tr '\\0' y > /tmp/big && for i in $(seq 200); do "
+              "%s put /etcdops/big < /tmp/big >/dev/null 2>/tmp/err || { cat /tmp/err; exit 0; }; done; echo none"
+              % etcdctl_path(lab))
+    filled = lab.exec("cp1", ["sh", "-c", script], timeout=300).stdout
+    assert "database space exceeded" in filled, filled
+    refused = lab.etcdctl("cp2", "put", "/etcdops/after", "x", check=False)
+    assert refused.returncode != 0 and "database space exceeded" in refused.stderr
+    assert "NOSPACE" in lab.etcdctl("cp1", "alarm", "list").stdout
+    before = statuses(lab, lab.members)
+    leader = leader_of(lab, lab.members)
+
+    unconfirmed = run_playbook(lab, "playbooks/nospace_recovery.yml", BACKUP)
+    assert unconfirmed.rc != 0 and "nospace_recovery_confirm=true" in json.dumps(unconfirmed.data)
+    checked = ok(run_playbook(lab, "playbooks/nospace_recovery.yml", dict(BACKUP, nospace_recovery_confirm=True),
+                              check=True))
+    assert checked.result("Compact the history to the current revision")["changed"] is True
+    assert "NOSPACE" in lab.etcdctl("cp1", "alarm", "list").stdout
+
+    done = ok(run_playbook(lab, "playbooks/nospace_recovery.yml",
+                           dict(BACKUP, nospace_recovery_confirm=True, nospace_recovery_pause_seconds=2)))
+    order = done.result("Show what was defragmented, in order")["defrag_members"]
+    assert [m["name"] for m in order][-1] == leader and all(m["defragmented"] for m in order), order
+    assert done.result("Prove that writes work again (put, get and delete of a probe key)")["writable"] is True
+    assert lab.etcdctl("cp1", "alarm", "list").stdout.strip() == ""
+    lab.etcdctl("cp2", "put", "/etcdops/after", "x")
+    assert lab.etcdctl("cp3", "get", "/etcdops/after", "--print-value-only").stdout.strip() == "x"
+    after = statuses(lab, lab.members)
+    for host in lab.members:
+        assert after[host]["dbSize"] < before[host]["dbSize"], (host, before[host], after[host])
+    last = {h: max(defrag_log_times(lab, h)) for h in lab.members}
+    assert max(last, key=last.get) == leader, last
+
+    again = ok(run_playbook(lab, "playbooks/nospace_recovery.yml", dict(BACKUP, nospace_recovery_confirm=True)))
+    assert changed_hosts(again) == {}, again.stats
