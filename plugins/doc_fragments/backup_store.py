@@ -94,3 +94,35 @@ options:
     type: bool
     default: true
 '''
+
+    # The store modules need no etcd connection, but take its options so that module_defaults set for the
+    # action group group/etcdops.etcd.etcd apply to them as well.
+    UNUSED_CONNECTION = r'''
+options:
+  endpoints:
+    description:
+      - Not used; accepted so that C(module_defaults) for C(group/etcdops.etcd.etcd) apply to this module too.
+    type: list
+    elements: str
+  ca_cert:
+    description: Not used (see O(endpoints)).
+    type: path
+  client_cert:
+    description: Not used (see O(endpoints)).
+    type: path
+  client_key:
+    description: Not used (see O(endpoints)).
+    type: path
+  user:
+    description: Not used (see O(endpoints)).
+    type: str
+  password:
+    description: Not used (see O(endpoints)).
+    type: str
+  dial_timeout:
+    description: Not used (see O(endpoints)).
+    type: float
+  command_timeout:
+    description: Not used (see O(endpoints)).
+    type: float
+'''

@@ -21,6 +21,7 @@ author:
   - etcdops maintainers (@etcdops)
 extends_documentation_fragment:
   - etcdops.etcd.backup_store
+  - etcdops.etcd.backup_store.unused_connection
   - etcdops.etcd.attributes
   - etcdops.etcd.attributes.INFO_MODULE
 options:
@@ -35,32 +36,6 @@ options:
       - Whether to list the resources backups (C(<cluster_name>/resources/)) as well, in RV(resources).
     type: bool
     default: false
-  endpoints:
-    description:
-      - Not used; accepted so that C(module_defaults) for C(group/etcdops.etcd.etcd) apply to this module too.
-    type: list
-    elements: str
-  ca_cert:
-    description: Not used (see O(endpoints)).
-    type: path
-  client_cert:
-    description: Not used (see O(endpoints)).
-    type: path
-  client_key:
-    description: Not used (see O(endpoints)).
-    type: path
-  user:
-    description: Not used (see O(endpoints)).
-    type: str
-  password:
-    description: Not used (see O(endpoints)).
-    type: str
-  dial_timeout:
-    description: Not used (see O(endpoints)).
-    type: float
-  command_timeout:
-    description: Not used (see O(endpoints)).
-    type: float
 requirements:
   - boto3 (for O(store=s3)) on the host that runs the module.
 seealso:

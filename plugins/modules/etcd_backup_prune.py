@@ -27,6 +27,7 @@ author:
   - etcdops maintainers (@etcdops)
 extends_documentation_fragment:
   - etcdops.etcd.backup_store
+  - etcdops.etcd.backup_store.unused_connection
   - etcdops.etcd.attributes
 options:
   retention:
@@ -54,32 +55,6 @@ options:
       - Whether to remove what interrupted runs left (older than a day, so a backup in progress is not touched).
     type: bool
     default: true
-  endpoints:
-    description:
-      - Not used; accepted so that C(module_defaults) for C(group/etcdops.etcd.etcd) apply to this module too.
-    type: list
-    elements: str
-  ca_cert:
-    description: Not used (see O(endpoints)).
-    type: path
-  client_cert:
-    description: Not used (see O(endpoints)).
-    type: path
-  client_key:
-    description: Not used (see O(endpoints)).
-    type: path
-  user:
-    description: Not used (see O(endpoints)).
-    type: str
-  password:
-    description: Not used (see O(endpoints)).
-    type: str
-  dial_timeout:
-    description: Not used (see O(endpoints)).
-    type: float
-  command_timeout:
-    description: Not used (see O(endpoints)).
-    type: float
 attributes:
   check_mode:
     support: full
