@@ -3,8 +3,8 @@ runbooks: defrag.yml defragments a fragmented cluster followers first, the leade
 a small backend quota filled until NOSPACE is recovered by nospace_recovery.yml; a member killed with its data
 wiped is replaced by replace_member.yml; scale.yml grows 3 -> 5 and shrinks back to 3, and refuses a removal that
 would lose quorum. NOSPACE comes last: on etcd 3.4 a member that joins replays the whole history, and with the
-small quota the replay of the 1 MB values alone raises NOSPACE on the new member. Each: check mode first (nothing changes), then for real (checked with etcdctl), then again
-(nothing changes).
+small quota the replay of the 1 MB values alone raises NOSPACE on the new member. Each: check mode first (nothing
+changes), then for real (checked with etcdctl), then again (nothing changes).
 
 Runs on etcd 3.6 in the suite; ETCDOPS_MAINT_LINES="3.4 3.5 3.7" runs it on other lines by hand."""
 
