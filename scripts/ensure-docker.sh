@@ -25,7 +25,12 @@ answers && exit 0
 # Several test processes may get here at once: one installs and starts, the others wait for it.
 mkdir -p "$(dirname "$LOCK")"
 exec 9>"$LOCK"
-flock -w 600 9 || { log "another ensure-docker holds $LOCK for 10 min"; exit 1; }
+for ((waited = 0; ; waited++)); do
+  flock -n 9 && break
+  answers && exit 0
+  ((waited < 600)) || { log "another ensure-docker holds $LOCK for 10 min"; exit 1; }
+  sleep 1
+done
 answers && exit 0
 
 if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
@@ -83,7 +88,8 @@ for attempt in "${attempts[@]}"; do
   echo "=== $(date -u +%FT%TZ) ensure-docker: dockerd $flags" >>"$LOG"
   # Its own session: it must outlive the shell (and process group) that started it.
   # shellcheck disable=SC2086 # flags are words
-  setsid dockerd $flags >>"$LOG" 2>&1 </dev/null &
+  # fd 9 (the lock) closed: dockerd must not hold it for as long as it runs.
+  setsid dockerd $flags >>"$LOG" 2>&1 </dev/null 9>&- &
   pid=$!
   if wait_for "$pid"; then started; fi
   rc=$?
