@@ -7,9 +7,10 @@ export PATH := $(VENV)/bin:$(PATH)
 PREFIX ?= demo
 ETCD_LINE ?= 3.6
 PYTEST ?= $(PY) -m pytest
-# Parallel workers for the whole suite: labs mostly wait on etcd and Docker, so three share two cores well.
-JOBS ?= 3
-XDIST := -n $(JOBS) --dist loadgroup
+# JOBS=3 runs the suite on pytest-xdist workers (labs of different lines side by side). Serial by default:
+# CI is serial until the parallel run is as reliable (a parallel run on 2 cores failed load-sensitive lab tests).
+JOBS ?= 1
+XDIST := $(if $(filter 1,$(JOBS)),,-n $(JOBS) --dist loadgroup)
 # Every etcd line is installed by `make etcd`: a missing one must fail the functional tests, not skip them.
 export ETCDOPS_REQUIRE_ALL_LINES := 1
 

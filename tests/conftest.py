@@ -15,7 +15,7 @@ def _group(item):
     group = item.nodeid.split("::", 1)[0]
     callspec = getattr(item, "callspec", None)
     if callspec is not None and "lab" in callspec.params:
-        group += "@" + str(callspec.params["lab"])
+        group += "#" + str(callspec.params["lab"])  # not "@": xdist splits group names at the last "@"
     return group
 
 

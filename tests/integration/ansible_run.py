@@ -18,8 +18,6 @@ def ansible_env():
         ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
         ANSIBLE_HOST_KEY_CHECKING="False",
         ANSIBLE_NOCOLOR="1",
-        # One `docker exec` per task instead of copying each module into the host first.
-        ANSIBLE_PIPELINING="True",
         PATH="%s:%s" % (VENV_BIN, env["PATH"]),
     )
     return env
