@@ -165,7 +165,7 @@ def test_replace_a_member_killed_with_its_data_wiped(maint_lab):
     assert sorted(now) == ["cp1", "cp2", "cp3"] and not any(entry[1] for entry in now.values()), now
     assert now["cp3"][0] != old["cp3"][0] and now["cp1"] == old["cp1"]
     lab.wait_healthy(timeout=90, hosts=lab.members)
-    keys = lab.etcdctl("cp3", "get", "--prefix", "/etcdops/keys/", "--consistency=s", "--print-value-only").stdout
+    keys = lab.etcdctl("cp3", "get", "--prefix", "/etcdops/keys/", "--consistency=l", "--print-value-only").stdout
     assert keys.split() == ["value-%d" % i for i in range(50)]
     assert re.search(r"etcd\.replaced-\d{8}T\d{6}Z", lab.exec("cp3", ["ls", "/var/lib"]).stdout)
     flags = lab.exec("cp3", ["cat", "/etc/kubernetes/manifests/etcd.yaml"]).stdout
@@ -202,7 +202,7 @@ def test_scale_three_to_five_and_back_refusing_a_quorum_loss(maint_lab):
     now = members(lab)
     assert sorted(now) == five and not any(entry[1] for entry in now.values()), now
     lab.wait_healthy(timeout=90, hosts=five)
-    assert lab.etcdctl("cp5", "get", "/etcdops/keys/07", "--consistency=s", "--print-value-only").stdout.strip() == "value-7"
+    assert lab.etcdctl("cp5", "get", "/etcdops/keys/07", "--consistency=l", "--print-value-only").stdout.strip() == "value-7"
     assert changed_hosts(run_playbook(lab, "playbooks/scale.yml", add4)) == {}
 
     remove5 = dict(BACKUP, scale_action="remove", scale_host="cp5", scale_confirm=True)

@@ -69,7 +69,8 @@ def test_replace_a_failed_member_as_the_runbook_does(lab):
     assert again["changed"] is False, again
     lab.wait_healthy(timeout=90)
 
-    # cp3 holds the API server's objects, read from its own copy
+    # cp3 holds the API server's objects, read from its own copy once it has applied the leader's commit index
+    # (linearizable: a serializable read on a member that just joined can come before its apply catches up)
     keys = lab.etcdctl("cp3", "get", "--prefix", "/registry/configmaps/default/", "--keys-only",
-                       "--consistency=s").stdout.split()
+                       "--consistency=l").stdout.split()
     assert len(keys) == 5, keys
