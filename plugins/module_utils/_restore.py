@@ -26,6 +26,8 @@ import os
 import re
 import time
 
+from ansible_collections.etcdops.etcd.plugins.module_utils._manifest import fsync_dir
+
 DEFAULT_BUMP_REVISION = 1000000000  # etcd's recovery guide
 DEFAULT_SEARCH_PATH = ('/usr/local/bin', '/usr/bin', '/bin', '/opt/bin')
 ETCDCTL_ENV = {'ETCDCTL_API': '3'}
@@ -424,18 +426,6 @@ def remove_restoring(path):
         shutil.rmtree(path)
 
 
-def _fsync_dir(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
 
 def swap_in(restored, data_dir, stamp):
     """Put the restored dir in data_dir's place; the old data dir (if any) moves aside, never deleted.
@@ -455,8 +445,8 @@ def swap_in(restored, data_dir, stamp):
             os.rename(os.path.join(restored, entry), os.path.join(data_dir, entry))
         os.rmdir(restored)
         os.chmod(data_dir, 0o700)
-        _fsync_dir(moved)
-        _fsync_dir(data_dir)
+        fsync_dir(moved)
+        fsync_dir(data_dir)
         return moved
     if not os.path.lexists(data_dir):
         moved = None
@@ -476,7 +466,7 @@ def swap_in(restored, data_dir, stamp):
                 os.rename(os.path.join(restored, entry), os.path.join(data_dir, entry))
             os.rmdir(restored)
             os.chmod(data_dir, 0o700)
-            _fsync_dir(moved)
-            _fsync_dir(data_dir)
-    _fsync_dir(os.path.dirname(data_dir) or '/')
+            fsync_dir(moved)
+            fsync_dir(data_dir)
+    fsync_dir(os.path.dirname(data_dir) or '/')
     return moved

@@ -41,6 +41,7 @@ import struct
 import tempfile
 import time
 
+from ansible_collections.etcdops.etcd.plugins.module_utils._manifest import fsync_dir
 from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt import BboltError, BboltFile
 from ansible_collections.etcdops.etcd.plugins.module_utils._streams import Meter, file_chunks
 
@@ -230,7 +231,7 @@ def write_file(chunks, path, mode=DEFAULT_MODE, verify=None):
                 (exc.strerror or str(exc))
             raise SnapshotError('cannot write %s: %s' % (path, what), kind='write_failed')
         raise
-    _fsync_directory(directory)
+    fsync_dir(directory)
     return verified
 
 
@@ -240,18 +241,6 @@ def _remove(path):
     except OSError:
         pass
 
-
-def _fsync_directory(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on a directory; the rename is still atomic
-    finally:
-        os.close(fd)
 
 
 # -- status of a snapshot file ---------------------------------------------------------------------------
