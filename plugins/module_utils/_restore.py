@@ -426,7 +426,6 @@ def remove_restoring(path):
         shutil.rmtree(path)
 
 
-
 def swap_in(restored, data_dir, stamp):
     """Put the restored dir in data_dir's place; the old data dir (if any) moves aside, never deleted.
 

@@ -242,7 +242,6 @@ def _remove(path):
         pass
 
 
-
 # -- status of a snapshot file ---------------------------------------------------------------------------
 
 _TOMBSTONE_KEY_SIZE = 18  # an mvcc revision key (8 + 1 + 8 bytes) plus the 't' mark of a deletion
