@@ -26,19 +26,12 @@ import socket
 import tempfile
 import time
 
+from ansible_collections.etcdops.etcd.plugins.module_utils._fetch import FetchError, fetch_snapshot
 from ansible_collections.etcdops.etcd.plugins.module_utils._restore import (
     RestoreError,
     detect_tool,
     restore_argv,
     run_restore,
-)
-from ansible_collections.etcdops.etcd.plugins.module_utils._store import StoreError
-from ansible_collections.etcdops.etcd.plugins.module_utils._streams import (
-    Sha256,
-    StreamError,
-    age_decrypt,
-    close_stream,
-    zstd_decompress,
 )
 
 DEFAULT_DRILL_DIR = '/var/lib/etcd-backup-drill'
@@ -122,50 +115,21 @@ class Drill(object):
         return self.checks
 
     def fetch(self, target):
-        objects = self.document.get('objects') or []
-        if not objects or not isinstance(objects[0], dict) or not objects[0].get('name'):
-            self.fail('its metadata lists no snapshot object', 'metadata')
-        stored_meta = objects[0]
-        name = stored_meta['name']
-        expected = (self.document.get('snapshot') or {}).get('sha256')
-        if not expected:
-            self.fail('its metadata has no snapshot sha256 to check against', 'metadata')
-        try:
-            stored = Sha256(self.store.get_object(self.location, self.backup_id, name))
-        except StoreError as exc:
-            self.fail('cannot fetch %s: %s' % (name, exc), 'fetch')
-        data = stored
-        if self.document.get('encrypted') or name.endswith('.age'):
-            if not self.identities:
-                self.fail('it is encrypted with age and no identity was given: give identity_file', 'identity')
-            data = age_decrypt(data, self.identities)
-        if name.endswith('.zst') or name.endswith('.zst.age'):
-            data = zstd_decompress(data)
-        plain = Sha256(data)
-        try:
+        def write(chunks, verify):
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, 'wb') as out:
-                for chunk in plain:
+                for chunk in chunks:
                     out.write(chunk)
-        except StreamError as exc:
-            close_stream(plain)
-            if 'not encrypted to the given identity' in str(exc):
-                self.fail(str(exc), 'identity')
-            self.fail('%s does not decrypt or decompress: %s' % (name, exc), 'decrypt')
-        except StoreError as exc:
-            self.fail('the download of %s broke off: %s' % (name, exc), 'fetch')
-        except (IOError, OSError) as exc:
-            self.fail('cannot write the scratch copy %s: %s; check free space in %s' % (
-                target, exc.strerror or exc, self.scratch_dir), 'scratch')
-        if stored_meta.get('sha256') and stored.hexdigest() != stored_meta['sha256']:
-            self.fail('the stored object %s has sha256 %s, the metadata says %s: it was altered in the store' % (
-                name, stored.hexdigest(), stored_meta['sha256']), 'sha256')
-        self.checks['stored_sha256'] = stored.hexdigest()
-        if plain.hexdigest() != expected:
-            self.fail('the snapshot read back has sha256 %s, the metadata says %s' % (plain.hexdigest(), expected),
-                      'sha256')
-        self.checks['snapshot_sha256'] = plain.hexdigest()
-        self.checks['snapshot_size'] = plain.size
+            verify()
+
+        try:
+            self.checks.update(fetch_snapshot(self.store, self.location, self.backup_id, self.document,
+                                              self.identities, write))
+        except FetchError as exc:
+            if exc.kind == 'write':
+                self.fail('cannot write the scratch copy %s: %s; check free space in %s' % (
+                    target, exc.cause, self.scratch_dir), 'scratch')
+            self.fail(exc.msg, exc.kind)
 
     def restore(self, snapshot, data_dir):
         try:
