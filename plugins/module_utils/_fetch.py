@@ -13,8 +13,6 @@ metadata, fetch, identity, decrypt, sha256, write.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import hashlib
-
 from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import SnapshotError
 from ansible_collections.etcdops.etcd.plugins.module_utils._store import StoreError
 from ansible_collections.etcdops.etcd.plugins.module_utils._streams import (
@@ -60,18 +58,6 @@ def snapshot_object(document):
     if not expected:
         raise FetchError('its metadata has no snapshot sha256 to check against', 'metadata')
     return objects[0]['name'], objects[0], expected
-
-
-def file_sha256(path, chunk_size=1024 * 1024):
-    """The sha256 of a file, or None when it cannot be read."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, 'rb') as handle:
-            for chunk in iter(lambda: handle.read(chunk_size), b''):
-                digest.update(chunk)
-    except (IOError, OSError):
-        return None
-    return digest.hexdigest()
 
 
 def fetch_snapshot(store, location, backup_id, document, identities, write):
