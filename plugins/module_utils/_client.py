@@ -721,6 +721,29 @@ class EtcdClient(object):
         return False
 
 
+class Refused(Exception):
+    """A module refuses a change (quorum, ambiguity, a revision in the future ...); the message says why and what to do."""
+
+
+def run_with_client(module, run, result, failure, refused=(Refused,)):
+    """Run ``run(module, client, result)`` with a client made from the module's connection options, then exit.
+
+    A refusal (``refused``: exception classes) fails with its own message, an EtcdClientError with
+    ``<failure>: <its message>`` and its kind; ``result`` (what was done until then) goes with either. The client is
+    closed whatever happens.
+    """
+    client = client_from_module(module)
+    try:
+        run(module, client, result)
+    except refused as error:
+        module.fail_json(msg=str(error), **result)
+    except EtcdClientError as error:
+        module.fail_json(msg='%s: %s' % (failure, error.msg), error_kind=error.kind, **result)
+    finally:
+        client.close()
+    module.exit_json(**result)
+
+
 def client_from_module(module):
     """An EtcdClient from the module's connection options; fails the module with a clear message otherwise."""
     if not HAS_ETCD_CLIENT:

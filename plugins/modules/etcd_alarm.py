@@ -112,8 +112,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.etcdops.etcd.plugins.module_utils._client import (
     CONNECTION_REQUIRED_TOGETHER,
     EtcdClientError,
-    client_from_module,
+    Refused,
     connection_argument_spec,
+    run_with_client,
     parse_member_id,
 )
 
@@ -123,10 +124,6 @@ CORRUPT_ADVICE = (
     "--rev) to find the member whose hash differs at the same revision, take a snapshot from a member that agrees "
     "with the majority, replace the odd member (remove it, empty its data directory, add it back), and disarm by hand "
     "with 'etcdctl alarm disarm' only once every member's hash agrees")
-
-
-class Refused(Exception):
-    """The module will not disarm (CORRUPT, unknown member); the message says why."""
 
 
 def named(alarms, members):
@@ -196,17 +193,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, required_together=CONNECTION_REQUIRED_TOGETHER,
                            supports_check_mode=True)
 
-    client = client_from_module(module)
-    result = dict(changed=False)
-    try:
-        run_module(module, client, result)
-    except Refused as error:
-        module.fail_json(msg=str(error), **result)
-    except EtcdClientError as error:
-        module.fail_json(msg='etcd alarms: %s' % error.msg, error_kind=error.kind, **result)
-    finally:
-        client.close()
-    module.exit_json(**result)
+    run_with_client(module, run_module, dict(changed=False), 'etcd alarms')
 
 
 if __name__ == '__main__':

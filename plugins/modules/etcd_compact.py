@@ -90,13 +90,10 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._client import (
     CONNECTION_REQUIRED_TOGETHER,
     COMPACTED,
     EtcdClientError,
-    client_from_module,
+    Refused,
     connection_argument_spec,
+    run_with_client,
 )
-
-
-class Refused(Exception):
-    """The module will not compact (a revision in the future); the message says why."""
 
 
 def run_module(module, client, result):
@@ -140,17 +137,7 @@ def main():
         module.fail_json(msg='revision must be 0 (the current revision) or a positive revision, not %d' %
                          module.params['revision'])
 
-    client = client_from_module(module)
-    result = dict(changed=False)
-    try:
-        run_module(module, client, result)
-    except Refused as error:
-        module.fail_json(msg=str(error), **result)
-    except EtcdClientError as error:
-        module.fail_json(msg='compaction failed: %s' % error.msg, error_kind=error.kind, **result)
-    finally:
-        client.close()
-    module.exit_json(**result)
+    run_with_client(module, run_module, dict(changed=False), 'compaction failed')
 
 
 if __name__ == '__main__':

@@ -190,8 +190,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.etcdops.etcd.plugins.module_utils._client import (
     CONNECTION_REQUIRED_TOGETHER,
     EtcdClientError,
-    client_from_module,
+    Refused,
     connection_argument_spec,
+    run_with_client,
 )
 from ansible_collections.etcdops.etcd.plugins.module_utils._membership import (
     blocking_refusal,
@@ -201,10 +202,6 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._membership import (
 
 MIB = 1024.0 * 1024.0
 STATUS_AFTER_SECONDS = 10.0
-
-
-class Refused(Exception):
-    """The module will not defragment (unknown member, learner, quorum); the message says why."""
 
 
 def fragmentation(status):
@@ -332,17 +329,7 @@ def main():
         module.fail_json(msg='min_fragmentation_ratio must be between 0 and 1, not %s' %
                          module.params['min_fragmentation_ratio'])
 
-    client = client_from_module(module)
-    result = dict(changed=False, defragmented=False)
-    try:
-        run_module(module, client, result)
-    except Refused as error:
-        module.fail_json(msg=str(error), **result)
-    except EtcdClientError as error:
-        module.fail_json(msg='defragmentation failed: %s' % error.msg, error_kind=error.kind, **result)
-    finally:
-        client.close()
-    module.exit_json(**result)
+    run_with_client(module, run_module, dict(changed=False, defragmented=False), 'defragmentation failed')
 
 
 if __name__ == '__main__':

@@ -222,8 +222,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.etcdops.etcd.plugins.module_utils._client import (
     CONNECTION_REQUIRED_TOGETHER,
     EtcdClientError,
-    client_from_module,
+    Refused,
     connection_argument_spec,
+    run_with_client,
 )
 from ansible_collections.etcdops.etcd.plugins.module_utils._membership import (
     MembershipError,
@@ -241,10 +242,6 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._membership import (
 RECONFIG_SETTLE_SECONDS = 15.0
 RETRY_INTERVAL = 1.0
 NOT_IN_SYNC = 'can only promote a learner member which is in sync with leader'
-
-
-class Refused(Exception):
-    """The module refuses a change (quorum, ambiguity); the message says why and what to do."""
 
 
 def plan(members, state, name, peer_urls, learner, promote):
@@ -429,17 +426,7 @@ def main():
                            required_if=[('state', 'present', ['peer_urls'])],
                            required_one_of=[('name', 'peer_urls')], supports_check_mode=True)
 
-    client = client_from_module(module)
-    result = dict(changed=False, actions=[], member=None)
-    try:
-        run_module(module, client, result)
-    except (MembershipError, Refused) as error:
-        module.fail_json(msg=str(error), **result)
-    except EtcdClientError as error:
-        module.fail_json(msg='etcd member change failed: %s' % error.msg, error_kind=error.kind, **result)
-    finally:
-        client.close()
-    module.exit_json(**result)
+    run_with_client(module, run_module, dict(changed=False, actions=[], member=None), 'etcd member change failed', refused=(MembershipError, Refused))
 
 
 if __name__ == '__main__':

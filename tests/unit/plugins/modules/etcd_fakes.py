@@ -17,6 +17,7 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.common.text.converters import to_bytes
 
+from ansible_collections.etcdops.etcd.plugins.module_utils import _client
 from ansible_collections.etcdops.etcd.plugins.module_utils._client import EtcdClientError
 
 IDS = ['8e9e05c52164694d', 'fd422379fda50e48', '91bc3c398fb3c146', '2be1eb8f84b7f63e', '1e7a8c0f37bd4dd1',
@@ -186,7 +187,8 @@ class FakeClient(object):
 
 def run(monkeypatch, module, client, **args):
     """Run module.main() with args against client; return the ModuleExit (result, failed)."""
-    monkeypatch.setattr(module, 'client_from_module', lambda ansible_module: client)
+    monkeypatch.setattr(module, 'client_from_module', lambda ansible_module: client, raising=False)
+    monkeypatch.setattr(_client, 'client_from_module', lambda ansible_module: client)  # run_with_client's
     with module_args(args):
         with pytest.raises(ModuleExit) as caught:
             module.main()
