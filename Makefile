@@ -30,7 +30,7 @@ etcd:
 	@bash scripts/install-etcd.sh --no-smoke
 
 test: bootstrap etcd
-	$(PYTEST) $(XDIST) tests
+	$(PYTEST) $(XDIST) --durations=30 tests
 
 test-fast: bootstrap etcd
 	$(PYTEST) $(XDIST) -m "not lab and not molecule" tests
