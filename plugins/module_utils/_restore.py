@@ -333,13 +333,15 @@ def _flag_value(argv, name):
     return None
 
 
-def etcd_users(data_dir, proc_root='/proc'):
+def etcd_users(data_dir, proc_root='/proc', ignore=()):
     """Processes using data_dir: an etcd whose --data-dir is it, or any process with a file open under it.
 
-    [dict(pid, why)]; reading other processes' file descriptors needs root, as the restore does.
+    [dict(pid, why)]; reading other processes' file descriptors needs root, as the restore does. Files open
+    under a path of ignore (the restoring dir inside a mount point, which another restore writes) do not count.
     """
     data_dir = os.path.realpath(data_dir)
     inside = data_dir.rstrip('/') + '/'
+    ignored = tuple(os.path.realpath(p).rstrip('/') + '/' for p in ignore)
     found = []
     try:
         entries = os.listdir(proc_root)
@@ -370,7 +372,7 @@ def etcd_users(data_dir, proc_root='/proc'):
                 target = os.readlink(os.path.join(base, 'fd', fd))
             except OSError:
                 continue
-            if target == data_dir or target.startswith(inside):
+            if (target == data_dir or target.startswith(inside)) and not (target + '/').startswith(ignored or ('\0',)):
                 name = os.path.basename(argv[0]) if argv else '?'
                 found.append(dict(pid=int(entry), why='%s has %s open' % (name, target)))
                 break
@@ -426,26 +428,55 @@ def remove_restoring(path):
         shutil.rmtree(path)
 
 
+def _is_moved_aside(entry):
+    return entry.startswith('moved-')
+
+
+def data_entries(data_dir, restoring=None):
+    """The entries of data_dir that are the member's data: not lost+found, not a moved-<stamp> dir an earlier
+    restore left inside a mount point, not the restoring dir (inside the data dir when it is a mount point)."""
+    try:
+        entries = os.listdir(data_dir)
+    except OSError:
+        return []
+    skip = set(['lost+found', os.path.basename(restoring.rstrip('/')) if restoring else None])
+    return sorted(e for e in entries if e not in skip and not _is_moved_aside(e))
+
+
+def _move_entries(source, target, entries):
+    """Rename entries of source into target; the restore marker last, so that a run killed half-way never leaves
+    a data dir that says it was restored while part of it is still in the restoring dir."""
+    for entry in sorted(entries, key=lambda e: (e == MARKER, e)):
+        os.rename(os.path.join(source, entry), os.path.join(target, entry))
+
+
+def _fill(restored, data_dir):
+    """Move the restored entries into the (empty) data_dir that keeps its place, then drop the restoring dir."""
+    _move_entries(restored, data_dir, os.listdir(restored))
+    os.rmdir(restored)
+    os.chmod(data_dir, 0o700)
+    fsync_dir(data_dir)
+
+
 def swap_in(restored, data_dir, stamp):
     """Put the restored dir in data_dir's place; the old data dir (if any) moves aside, never deleted.
 
-    Returns the path the old data dir went to (None when there was none). data_dir a mount point: its
-    entries move into <data_dir>/moved-<stamp>/ and the restored entries take their place.
+    Returns the path the old data dir went to (None when there was none: data_dir absent, or present with no
+    data in it, as after a run killed between moving the old data aside and moving the restored data in).
+    data_dir a mount point: its entries move into <data_dir>/moved-<stamp>/ and the restored entries take their
+    place; moved-<stamp> dirs of earlier restores stay where they are.
     """
     data_dir = data_dir.rstrip('/')
+    if os.path.isdir(data_dir) and not os.path.islink(data_dir) and not data_entries(data_dir, restored):
+        _fill(restored, data_dir)
+        fsync_dir(os.path.dirname(data_dir) or '/')
+        return None
     moved = moved_path(data_dir, stamp)
     if is_mount_point(data_dir):
         os.mkdir(moved, 0o700)
-        keep = set([os.path.basename(restored), os.path.basename(moved), 'lost+found'])
-        for entry in sorted(os.listdir(data_dir)):
-            if entry not in keep:
-                os.rename(os.path.join(data_dir, entry), os.path.join(moved, entry))
-        for entry in sorted(os.listdir(restored)):
-            os.rename(os.path.join(restored, entry), os.path.join(data_dir, entry))
-        os.rmdir(restored)
-        os.chmod(data_dir, 0o700)
+        _move_entries(data_dir, moved, [e for e in data_entries(data_dir, restored) if e != os.path.basename(moved)])
         fsync_dir(moved)
-        fsync_dir(data_dir)
+        _fill(restored, data_dir)
         return moved
     if not os.path.lexists(data_dir):
         moved = None
@@ -459,13 +490,93 @@ def swap_in(restored, data_dir, stamp):
                 raise
             # overlayfs (a container's root) refuses to rename a directory of a lower layer: move what is inside
             os.mkdir(moved, 0o700)
-            for entry in sorted(os.listdir(data_dir)):
-                os.rename(os.path.join(data_dir, entry), os.path.join(moved, entry))
-            for entry in sorted(os.listdir(restored)):
-                os.rename(os.path.join(restored, entry), os.path.join(data_dir, entry))
-            os.rmdir(restored)
-            os.chmod(data_dir, 0o700)
+            _move_entries(data_dir, moved, os.listdir(data_dir))
             fsync_dir(moved)
-            fsync_dir(data_dir)
+            _fill(restored, data_dir)
     fsync_dir(os.path.dirname(data_dir) or '/')
     return moved
+
+
+def interrupted_swap(restoring, data_dir, sha256, identity):
+    """True when a run was killed after its restore was complete and before the restored dir took data_dir's
+    place: the restoring dir holds the marker of this snapshot and identity, and data_dir holds no data (it
+    was moved aside). swap_in finishes such a run without restoring again."""
+    if not marker_matches(read_marker(restoring), sha256, identity):
+        return False
+    return not os.path.lexists(data_dir) or (os.path.isdir(data_dir) and not data_entries(data_dir, restoring))
+
+
+LOCK_SUFFIX = '.etcdops-restore.lock'
+
+
+class RestoreLock(object):
+    """An exclusive flock beside data_dir (<parent>/.<name>.etcdops-restore.lock), held while a restore writes.
+
+    A run killed on the controller leaves its module running on the host; a second run waits for it here
+    instead of removing the restoring dir under it. The file holds the pid of the holder; the holder removes it
+    when done (a waiter checks that the file it locked is still the one at the path).
+    """
+
+    def __init__(self, data_dir, wait_seconds=900, poll=0.5):
+        data_dir = data_dir.rstrip('/')
+        self.path = os.path.join(os.path.dirname(data_dir) or '/', '.%s%s' % (os.path.basename(data_dir),
+                                                                             LOCK_SUFFIX))
+        self.wait_seconds = wait_seconds
+        self.poll = poll
+        self.handle = None
+        self.waited = 0.0
+
+    def holder(self):
+        try:
+            with open(self.path) as handle:
+                return handle.read().strip() or '?'
+        except (IOError, OSError):
+            return '?'
+
+    def _try(self, fcntl):
+        """The locked handle of the lock file, or None when another process holds it."""
+        handle = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), 'r+')
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (IOError, OSError) as exc:
+            handle.close()
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            return None
+        try:
+            same = os.stat(self.path).st_ino == os.fstat(handle.fileno()).st_ino
+        except OSError:
+            same = False
+        if not same:  # the holder removed the file as we opened it: lock the new one
+            handle.close()
+            return None
+        return handle
+
+    def __enter__(self):
+        import fcntl
+        started = time.monotonic()
+        while True:
+            self.handle = self._try(fcntl)
+            if self.handle is not None:
+                break
+            if time.monotonic() - started >= self.wait_seconds:
+                raise RestoreError('another restore of this data dir (pid %s, lock %s) still runs after %ds: wait for '
+                                   'it to end (or stop it), then run again' % (self.holder(), self.path,
+                                                                              self.wait_seconds), kind='locked')
+            time.sleep(self.poll)
+        self.waited = time.monotonic() - started
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write('%d\n' % os.getpid())
+        self.handle.flush()
+        return self
+
+    def __exit__(self, *exc):
+        if self.handle is not None:
+            try:
+                os.unlink(self.path)  # while still held: nothing is left beside the data dir
+            except OSError:
+                pass
+            self.handle.close()  # closing the descriptor releases the flock
+            self.handle = None
+        return False

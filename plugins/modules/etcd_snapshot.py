@@ -523,10 +523,12 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._manifest import Mani
 from ansible_collections.etcdops.etcd.plugins.module_utils._restore import (
     DEFAULT_BUMP_REVISION,
     RestoreError,
+    RestoreLock,
     cluster_string,
+    data_entries,
     detect_tool,
     etcd_users,
-    is_mount_point,
+    interrupted_swap,
     marker_matches,
     moved_path,
     read_marker,
@@ -712,7 +714,7 @@ def etcd_running(params, data_dir):
             os.path.dirname(os.path.abspath(params['manifest'])) == os.path.abspath(params['manifests_dir']):
         if params['manifest'] != in_manifests:
             reasons.append('its manifest %s is in the manifests directory' % params['manifest'])
-    for user in etcd_users(data_dir):
+    for user in etcd_users(data_dir, ignore=[restoring_dir(data_dir)]):
         reasons.append('process %d uses %s (%s)' % (user['pid'], data_dir, user['why']))
     return reasons
 
@@ -823,37 +825,73 @@ def state_restored(module):
     if not os.path.isdir(parent):
         module.fail_json(msg='the parent directory %s of data_dir does not exist; nothing was changed' % parent,
                          error_kind='no_directory', **result)
-    had_data = os.path.lexists(data_dir) and not (is_mount_point(data_dir) and not [
-        e for e in os.listdir(data_dir) if e not in ('lost+found', os.path.basename(restoring))])
+    had_data = os.path.lexists(data_dir) and not (os.path.isdir(data_dir) and not data_entries(data_dir, restoring))
     would_move = moved_path(data_dir, stamp) if had_data else None
+    # a run killed after etcdutl finished and the old data dir was moved aside: only the swap is left to do
+    finish_only = not had_data and interrupted_swap(restoring, data_dir, status['sha256'], identity)
     result.update(command=argv, bump_revision=bump, mark_compacted=bool(bump), changed=True)
     if module._diff:
         result['diff'] = dict(
             before=dict(data_dir=data_dir, restored_from=(marker or {}).get('snapshot_sha256')),
             after=dict(data_dir=data_dir, restored_from=status['sha256'], old_data_dir_moved_to=would_move))
     if module.check_mode:
-        result.update(moved_to=would_move, msg='would restore %s (revision %d, %d keys) into %s as member %s%s' % (
-            path, status['revision'], status['live_keys'], data_dir, identity['name'],
-            ', moving the old data dir to %s' % would_move if would_move else ''))
+        if finish_only:
+            result.update(msg='would finish an interrupted restore of %s: %s (already restored from it) takes the '
+                              'place of %s' % (path, restoring, data_dir))
+        else:
+            result.update(moved_to=would_move, msg='would restore %s (revision %d, %d keys) into %s as member %s%s' % (
+                path, status['revision'], status['live_keys'], data_dir, identity['name'],
+                ', moving the old data dir to %s' % would_move if would_move else ''))
         module.exit_json(**result)
 
-    # 5. restore beside the data dir, then swap: the old data dir is moved aside, never deleted
-    started = time.monotonic()
+    # 5. one restore of this data dir at a time: a run killed on the controller may still run here
+    lock = RestoreLock(data_dir)
     try:
-        remove_restoring(restoring)
-        ran = run_restore(module, argv, tool.env)
-        os.chmod(restoring, 0o700)
-        record = dict(identity, snapshot_sha256=status['sha256'], snapshot_path=path, revision=status['revision'],
-                      bump_revision=bump, restored_at=stamp, tool=tool.as_dict())
-        write_marker(restoring, record)
+        lock.__enter__()
     except (RestoreError, OSError, IOError) as error:
+        module.fail_json(msg='%s; nothing was changed' % (getattr(error, 'msg', None) or str(error)),
+                         error_kind=getattr(error, 'kind', 'locked'), **result)
+    try:
+        restore_locked(module, result, dict(path=path, data_dir=data_dir, restoring=restoring, identity=identity,
+                                            status=status, argv=argv, tool=tool, bump=bump, stamp=stamp))
+    finally:
+        lock.__exit__()
+
+
+def restore_locked(module, result, job):
+    """Step 5 under the lock: done meanwhile by another run, or finish an interrupted swap, or restore and swap."""
+    path, data_dir, restoring, identity, status = (job[k] for k in ('path', 'data_dir', 'restoring', 'identity',
+                                                                    'status'))
+    stamp, tool, bump = job['stamp'], job['tool'], job['bump']
+    marker = read_marker(data_dir)
+    if marker_matches(marker, status['sha256'], identity) and not module.params['force']:
+        result.update(changed=False, restored_at=marker.get('restored_at'), moved_to=marker.get('moved_to'),
+                      msg='%s was restored from this snapshot at %s by another run (it held the lock); nothing to '
+                          'do' % (data_dir, marker.get('restored_at')))
+        module.exit_json(**result)
+    started = time.monotonic()
+    had_data = os.path.lexists(data_dir) and not (os.path.isdir(data_dir) and not data_entries(data_dir, restoring))
+    record = None
+    if not had_data and interrupted_swap(restoring, data_dir, status['sha256'], identity):
+        record = read_marker(restoring)
+        ran = None
+    else:
+        # restore beside the data dir, then swap: the old data dir is moved aside, never deleted
         try:
             remove_restoring(restoring)
-        except OSError:
-            pass
-        module.fail_json(msg='restore into %s failed: %s; the data dir %s was not touched' % (
-            restoring, getattr(error, 'msg', None) or str(error), data_dir),
-            error_kind=getattr(error, 'kind', 'write_failed'), **result)
+            ran = run_restore(module, job['argv'], tool.env)
+            os.chmod(restoring, 0o700)
+            record = dict(identity, snapshot_sha256=status['sha256'], snapshot_path=path,
+                          revision=status['revision'], bump_revision=bump, restored_at=stamp, tool=tool.as_dict())
+            write_marker(restoring, record)
+        except (RestoreError, OSError, IOError) as error:
+            try:
+                remove_restoring(restoring)
+            except OSError:
+                pass
+            module.fail_json(msg='restore into %s failed: %s; the data dir %s was not touched' % (
+                restoring, getattr(error, 'msg', None) or str(error), data_dir),
+                error_kind=getattr(error, 'kind', 'write_failed'), **result)
     try:
         moved = swap_in(restoring, data_dir, stamp)
     except OSError as error:
@@ -861,9 +899,17 @@ def state_restored(module):
                              'deleted: move %s aside and %s into its place by hand, or run again' % (
                                  restoring, data_dir, error, data_dir, restoring),
                          error_kind='swap_failed', **result)
-    if moved and not had_data and os.path.isdir(moved) and not os.listdir(moved):
-        os.rmdir(moved)  # a mount point with nothing in it: nothing was moved aside
-        moved = None
+    if ran is None:
+        earlier = record.get('restored_at') or ''
+        record['moved_to'] = next((p for p in (data_dir + '.moved-' + earlier, os.path.join(data_dir, 'moved-' + earlier))
+                                   if earlier and os.path.isdir(p)), None)
+        write_marker(data_dir, record)
+        result.update(restored=True, moved_to=record['moved_to'], restored_at=record.get('restored_at'),
+                      duration_seconds=round(time.monotonic() - started, 3),
+                      msg='finished an interrupted restore of %s (revision %d): the restored data dir left by the '
+                          'interrupted run took the place of %s as member %s; the old data dir was moved aside by '
+                          'that run' % (path, status['revision'], data_dir, identity['name']))
+        module.exit_json(**result)
     record['moved_to'] = moved
     write_marker(data_dir, record)
     result.update(restored=True, moved_to=moved, restored_at=stamp,

@@ -289,7 +289,6 @@ def test_a_data_dir_that_is_a_mount_point_keeps_its_place_and_the_old_content_mo
     from ansible_collections.etcdops.etcd.plugins.module_utils import _restore
     real = _restore.is_mount_point
     monkeypatch.setattr(_restore, 'is_mount_point', lambda path, *a: path.rstrip('/') == host['data'] or real(path))
-    monkeypatch.setattr(etcd_snapshot, 'is_mount_point', _restore.is_mount_point)
     inode = os.stat(host['data']).st_ino
     out = restore(host).result
     assert out['restored'] and out['moved_to'].startswith(host['data'] + '/moved-')
@@ -325,3 +324,134 @@ def test_a_data_dir_that_overlayfs_will_not_rename_is_emptied_into_the_moved_dir
     assert out['restored'] and out['moved_to'].startswith(host['data'] + '.moved-') and old_data_at(out['moved_to'])
     assert os.stat(host['data']).st_ino == inode and os.path.isdir(os.path.join(host['data'], 'member', 'wal'))
     assert not os.path.exists(host['data'] + '.restoring')
+
+
+# -- killed half-way and run again (restore.yml killed after the old data dirs were moved aside) --------------
+
+class Killed(BaseException):
+    """The module's process killed at this point (nothing after it runs, no handler sees it)."""
+
+
+def kill_at(monkeypatch, host, when):
+    """Make os.rename in _restore raise Killed on the first call for which when(src, dst) is true."""
+    from ansible_collections.etcdops.etcd.plugins.module_utils import _restore
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if when(src, dst):
+            monkeypatch.setattr(_restore.os, 'rename', real_rename)
+            raise Killed()
+        return real_rename(src, dst)
+    monkeypatch.setattr(_restore.os, 'rename', rename)
+
+
+def killed_restore(host, **over):
+    args = dict(state='restored', path=str(host['root'] / 'snapshot.db'), data_dir=host['data'],
+                manifests_dir=str(host['root'] / 'manifests'), parking_dir=str(host['root'] / 'parked'),
+                etcdutl=host['bin'] + '/etcdutl')
+    args.update(over)
+    with module_args(args):
+        with pytest.raises(Killed):
+            etcd_snapshot.main()
+
+
+def moved_dirs(host):
+    lib = os.path.dirname(host['data'])
+    return sorted(os.path.join(lib, e) for e in os.listdir(lib) if '.moved-' in e)
+
+
+def test_killed_between_moving_the_old_data_aside_and_the_swap_the_next_run_only_swaps(host, monkeypatch):
+    kill_at(monkeypatch, host, lambda src, dst: dst == host['data'])  # the old dir moved aside, the new not in
+    killed_restore(host)
+    assert not os.path.exists(host['data']) and old_data_at(moved_dirs(host)[0])
+    assert os.path.exists(os.path.join(host['data'] + '.restoring', MARKER))
+    check = restore(host, check=True).result
+    assert check['changed'] and 'would finish an interrupted restore' in check['msg']
+    out = restore(host).result
+    assert out['changed'] and out['restored'] and 'finished an interrupted restore' in out['msg'], out
+    assert len(host['tool'].restores) == 1  # etcdutl ran once: its complete output was used, not redone
+    assert out['moved_to'] == moved_dirs(host)[0] and old_data_at(out['moved_to']) and len(moved_dirs(host)) == 1
+    assert os.path.isdir(os.path.join(host['data'], 'member', 'wal')) and not os.path.exists(host['data'] + '.restoring')
+    again = restore(host).result
+    assert not again['changed'] and again['moved_to'] == out['moved_to']
+
+
+def test_killed_while_the_restored_entries_move_in_the_marker_moves_last_and_the_next_run_restores_again(
+        host, monkeypatch):
+    import errno
+    from ansible_collections.etcdops.etcd.plugins.module_utils import _restore
+    real_rename = os.rename
+    moves = []
+
+    def rename(src, dst):
+        if src == host['data']:
+            raise OSError(errno.EXDEV, 'Invalid cross-device link')  # overlayfs: entries move one by one
+        if src.startswith(host['data'] + '.restoring/'):
+            moves.append(os.path.basename(src))
+            if os.path.basename(src) == MARKER:
+                monkeypatch.setattr(_restore.os, 'rename', real_rename)
+                raise Killed()  # 'member' is in, the marker not yet
+        return real_rename(src, dst)
+    monkeypatch.setattr(_restore.os, 'rename', rename)
+    killed_restore(host)
+    assert moves == ['member', MARKER]
+    assert not os.path.exists(os.path.join(host['data'], MARKER))  # never "restored" while half of it is missing
+    first_moved = moved_dirs(host)[0]
+    out = restore(host).result
+    assert out['restored'] and len(host['tool'].restores) == 2
+    assert old_data_at(first_moved)  # the data dir that was there before the first run is still kept
+    assert os.path.exists(os.path.join(host['data'], MARKER)) and not restore(host).result['changed']
+
+
+def test_killed_in_a_mount_point_after_the_old_content_moved_inside_the_next_run_only_swaps(host, monkeypatch):
+    from ansible_collections.etcdops.etcd.plugins.module_utils import _restore
+    real = _restore.is_mount_point
+    monkeypatch.setattr(_restore, 'is_mount_point', lambda path, *a: path.rstrip('/') == host['data'] or real(path))
+    restoring = os.path.join(host['data'], '.etcdops-restore.restoring')
+    kill_at(monkeypatch, host, lambda src, dst: src.startswith(restoring + '/'))
+    killed_restore(host)
+    inside = sorted(os.listdir(host['data']))
+    assert inside[0] == '.etcdops-restore.restoring' and inside[1].startswith('moved-') and len(inside) == 2
+    out = restore(host).result
+    assert 'finished an interrupted restore' in out['msg'] and len(host['tool'].restores) == 1, out
+    assert out['moved_to'] == os.path.join(host['data'], inside[1]) and old_data_at(out['moved_to'])
+    assert sorted(os.listdir(host['data'])) == sorted([MARKER, 'member', inside[1]])
+    # a later restore of another snapshot leaves the earlier moved-aside dir where it is, beside the new one
+    second = restore(host, force=True).result
+    assert second['restored'] and old_data_at(out['moved_to'])
+    assert os.path.isdir(os.path.join(second['moved_to'], 'member')) and not os.path.exists(
+        os.path.join(second['moved_to'], inside[1]))
+
+
+def test_a_restore_still_running_from_a_killed_run_holds_the_lock(host):
+    from ansible_collections.etcdops.etcd.plugins.module_utils._restore import RestoreError, RestoreLock
+    with RestoreLock(host['data']) as held:
+        assert os.path.exists(held.path)
+        with pytest.raises(RestoreError) as refused:
+            RestoreLock(host['data'], wait_seconds=0.3, poll=0.1).__enter__()
+        assert refused.value.kind == 'locked' and str(os.getpid()) in refused.value.msg
+    assert not os.path.exists(held.path)
+    with RestoreLock(host['data'], wait_seconds=0.3) as again:
+        assert again.waited < 0.3
+
+
+def test_a_restore_waits_for_the_one_still_running_and_then_finds_it_done(host):
+    import threading
+    from ansible_collections.etcdops.etcd.plugins.module_utils._restore import RestoreLock
+    restore(host)
+    marker = os.path.join(host['data'], MARKER)
+    with open(marker) as handle:
+        written = handle.read()
+    os.unlink(marker)  # the run still going has not written it yet when this one looks
+    lock = RestoreLock(host['data']).__enter__()
+
+    def finish():
+        time.sleep(0.5)
+        with open(marker, 'w') as handle:
+            handle.write(written)
+        lock.__exit__()
+    threading.Thread(target=finish).start()
+    started = time.monotonic()
+    out = restore(host).result
+    assert time.monotonic() - started >= 0.4 and not out['changed'] and 'by another run' in out['msg'], out
+    assert len(host['tool'].restores) == 1
