@@ -40,7 +40,13 @@ description:
     dir is a mount point, the old content moves into C(<data_dir>/moved-<UTC timestamp>/) instead.
   - A file C(.etcdops-restore.json) in the restored data dir records the snapshot's sha256 and the member's
     identity; a later run with the same snapshot and identity reports no change (even while etcd runs), so a
-    restore playbook run again after an interruption converges.
+    restore playbook run again after an interruption converges. The file moves into the data dir last, after the
+    restored data. A run killed after its restore was complete and the old data dir was moved aside is finished
+    by the next run (the restored dir takes its place; etcdutl does not run again).
+  - One restore of a data dir runs at a time; a run holds a lock file C(.<data dir name>.etcdops-restore.lock)
+    beside the data dir while it writes, and removes it when done. A module left running on the host by a
+    controller that was killed keeps the lock; a second run waits for it (up to 15 minutes), then finds its work
+    done or goes on.
   - The revision bump and mark-compacted (C(--bump-revision 1000000000 --mark-compacted), etcd's recovery guide)
     are on by default where the tool has them (etcdutl 3.5.10 and later; not etcdctl 3.4 before 3.4.27, where the
     restore runs without them and a warning says so).
