@@ -1,0 +1,142 @@
+"""Restoring through one recovery host from an encrypted backup in S3, on a 3-host lab, as an operator would:
+
+write keys, `backup.yml` to the lab's S3 encrypted to an age key, write more keys, lose every member's data (each
+etcd stopped, its data dir emptied, started again on nothing), then `playbooks/restore_recovery_host.yml` with the
+identity on the recovery host only: in check mode (no file changes on any host), for real (exactly the backed-up
+keys; 3 healthy voting members, one leader, equal hashkv; every old data dir moved aside, not deleted; the API
+server stand-ins running and holding their leases), and a second time with the same inputs (nothing changes,
+although the run's own pre-change backup is now the newest in the store)."""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from ansible_run import run_playbook  # pylint: disable=import-error
+from test_restore import (  # pylint: disable=import-error
+    PREFIX,
+    hashkv_at_one_revision,
+    lose_every_member,
+    read_prefix,
+    value_of,
+    write_keys,
+)
+
+pytestmark = pytest.mark.lab
+
+LAB_WITH_S3 = True
+# One line in the suite (<= 4 minutes); ETCDOPS_RECOVERY_HOST_LINES="3.5 3.7" (with ETCDOPS_LINES) runs others by hand.
+LAB_LINES = os.environ.get("ETCDOPS_RECOVERY_HOST_LINES", "3.6").split()
+KEYS = 3000
+LATER = 500
+CLUSTER = "recovery"
+IDENTITY_ON_HOST = "/root/restore-identity.txt"
+RECOVERY_HOST = "cp1"
+PLAYBOOK = "playbooks/restore_recovery_host.yml"
+
+
+def store_vars(lab):
+    conf = lab.state["s3"]
+    return dict(backup_cluster_name=CLUSTER, backup_s3_bucket=conf["bucket"], backup_s3_endpoint_url=conf["endpoint_url"],
+                backup_s3_region=conf["region"], backup_s3_path_style=True, backup_s3_access_key=conf["access_key"],
+                backup_s3_secret_key=conf["secret_key"], backup_resources=False)
+
+
+def host_files(lab, host):
+    """What check mode must not change: the names under /var/lib/etcd* (etcd itself writes inside its member dir
+    while it runs) and the sha256 of every file under /etc/kubernetes and the snapshot directory."""
+    script = ("find /var/lib -maxdepth 1 -name 'etcd*' | sort; "
+              "find /var/lib/etcd /var/lib/etcd.* /var/lib/etcd-restore -maxdepth 2 2>/dev/null | sort; "
+              "find /etc/kubernetes /var/lib/etcd-restore -type f 2>/dev/null | sort | xargs -r sha256sum")
+    return lab.exec(host, ["sh", "-c", script]).stdout
+
+
+def failures(run):
+    return run.stderr[-3000:] + json.dumps([r for n, h, r in run.results() if r.get("failed")])[:5000]
+
+
+def test_restore_on_one_recovery_host_from_an_encrypted_backup_in_s3(lab, tmp_path):
+    begun = time.monotonic()
+    key_file = tmp_path / "identity.txt"
+    subprocess.run(["age-keygen", "-o", str(key_file)], check=True, capture_output=True)
+    public = subprocess.run(["age-keygen", "-y", str(key_file)], check=True, capture_output=True, text=True).stdout.strip()
+    # Only the recovery host holds the identity.
+    lab.exec(RECOVERY_HOST, ["sh", "-c", "umask 077 && cat > %s" % IDENTITY_ON_HOST], input=key_file.read_text())
+
+    write_keys(lab, RECOVERY_HOST, [(PREFIX + "k%05d" % i, value_of(i)) for i in range(KEYS)])
+    backed = run_playbook(lab, "playbooks/backup.yml", dict(store_vars(lab), backup_recipients=[public],
+                                                            backup_prune=False))
+    assert backed.rc == 0, failures(backed)
+    taken = backed.result("Back up etcd and the Kubernetes resources to the store")
+    assert taken["encrypted"] is True
+    write_keys(lab, RECOVERY_HOST, [(PREFIX + "later%04d" % i, "later") for i in range(LATER)])
+    lose_every_member(lab)
+    assert read_prefix(lab, RECOVERY_HOST) == {}
+    print("keys written, backed up to S3, every member lost: %.1fs" % (time.monotonic() - begun))
+
+    extra = dict(store_vars(lab), restore_recovery_host_identity_file=IDENTITY_ON_HOST)
+
+    # check mode: the plan host by host, and no file changes on any host
+    before = {h: host_files(lab, h) for h in lab.members}
+    check = run_playbook(lab, PLAYBOOK, extra, check=True)
+    assert check.rc == 0, failures(check)
+    plans = {h: r["msg"] for n, h, r in check.results("Show the plan host by host")}
+    assert "fetch backup %s" % taken["backup_id"] in plans[RECOVERY_HOST], plans
+    assert all("join %s's cluster" % RECOVERY_HOST in plans[h] for h in lab.members if h != RECOVERY_HOST), plans
+    assert {h: host_files(lab, h) for h in lab.members} == before
+    print("check mode: %.1fs" % (time.monotonic() - begun))
+
+    refused = run_playbook(lab, PLAYBOOK, extra)
+    assert refused.rc != 0 and "restore_recovery_host_confirm" in json.dumps(refused.data)
+    assert {h: host_files(lab, h) for h in lab.members} == before
+
+    started = time.monotonic()
+    done = run_playbook(lab, PLAYBOOK, dict(extra, restore_recovery_host_confirm=True))
+    print("restore_recovery_host.yml took %.1fs" % (time.monotonic() - started))
+    assert done.rc == 0, failures(done)
+    fetched = done.result("Fetch the chosen backup into the snapshot file on each host (download, age, zstd, "
+                          "sha256; one pass)", RECOVERY_HOST)
+    assert fetched["fetched"] and fetched["backup_id"] == taken["backup_id"]
+    assert fetched["snapshot_sha256"] == taken["snapshot_sha256"]
+    restored = done.result("Restore the snapshot on the recovery host as a one-member cluster (the old data dir is "
+                           "moved aside)", RECOVERY_HOST)
+    assert restored["restored"] and restored["initial_cluster"].count("=") == 1, restored
+    moved = {RECOVERY_HOST: restored["moved_to"]}
+    for host in lab.members:
+        if host != RECOVERY_HOST:
+            result = done.result("Move the data directories of the members that join back aside (timestamped, never "
+                                 "deleted)", host)
+            assert result["changed"] and result["moved_to"], result
+            moved[host] = result["moved_to"]
+    for host, path in moved.items():
+        # beside the data dir, or inside it where /var/lib/etcd is a mount point (the lab's is a Docker volume)
+        assert path.startswith(("/var/lib/etcd.moved-", "/var/lib/etcd/moved-")), (host, path)
+        assert lab.exec(host, ["test", "-d", path + "/member"], check=False).returncode == 0, (host, path)
+
+    # exactly the backed-up keys, on 3 healthy voting members with one leader and one hashkv
+    lab.wait_healthy(timeout=60)
+    got = read_prefix(lab, RECOVERY_HOST)
+    assert len(got) == KEYS and got == {PREFIX + "k%05d" % i: value_of(i) for i in range(KEYS)}
+    members = json.loads(lab.etcdctl(RECOVERY_HOST, "member", "list", "-w", "json").stdout)["members"]
+    assert len(members) == 3 and not any(m.get("isLearner") for m in members), members
+    statuses = lab.endpoint_status()
+    assert len(statuses) == 3 and len({s["Status"]["leader"] for s in statuses}) == 1
+    assert sum(1 for s in statuses if s["Status"]["leader"] == s["Status"]["header"]["member_id"]) == 1
+    revision, hashes = hashkv_at_one_revision(lab, RECOVERY_HOST)
+    assert len(hashes) == 3 and len(set(hashes.values())) == 1, (revision, hashes)
+    lab.wait_leases(timeout=90)
+    # the snapshot was fetched on the recovery host only
+    for host in lab.members:
+        if host != RECOVERY_HOST:
+            assert lab.exec(host, ["test", "-e", "/var/lib/etcd-restore/snapshot.db"], check=False).returncode != 0
+
+    # the second run with the same inputs changes nothing (latest is now the first run's pre-change backup)
+    started = time.monotonic()
+    again = run_playbook(lab, PLAYBOOK, dict(extra, restore_recovery_host_confirm=True))
+    print("second run: %.1fs; whole test %.1fs" % (time.monotonic() - started, time.monotonic() - begun))
+    assert again.rc == 0, failures(again)
+    assert all(stats.get("changed", 0) == 0 for stats in again.stats.values()), again.stats
+    assert "nothing to do" in again.result("Show the plan host by host", RECOVERY_HOST)["msg"]
+    assert len(read_prefix(lab, RECOVERY_HOST)) == KEYS
