@@ -14,7 +14,7 @@ XDIST := $(if $(filter 1,$(JOBS)),,-n $(JOBS) --dist loadgroup)
 # Every etcd line is installed by `make etcd`: a missing one must fail the functional tests, not skip them.
 export ETCDOPS_REQUIRE_ALL_LINES := 1
 
-.PHONY: bench-backup help bootstrap test test-fast unit functional sanity lint integration molecule demo lab-up lab-down status etcd clean
+.PHONY: bench-backup bench-restore help bootstrap test test-fast unit functional sanity lint integration molecule demo lab-up lab-down status etcd clean
 
 help:
 	@echo "make test        everything CI runs: unit, functional, sanity, lint, lab integration, molecule"
@@ -68,6 +68,10 @@ demo: bootstrap
 # Not part of `make test`: a 1 GiB database on a one-host lab (prefix hbkbench), ~10 min; figures in docs/performance.md.
 bench-backup: bootstrap etcd
 	$(PY) benchmarks/backup/bench_backup.py
+
+# Not part of `make test`: a 1 GiB snapshot restored onto a 3-host lab (prefix hrsbench); figures in docs/performance.md.
+bench-restore: bootstrap etcd
+	$(PY) benchmarks/restore/bench_restore.py
 
 clean:
 	rm -rf .build tests/output
