@@ -12,6 +12,8 @@ import lab as lablib  # pylint: disable=import-error
 from ansible_run import run_module  # pylint: disable=import-error
 
 pytestmark = pytest.mark.lab
+# Leaves the lab as up made it (the fixture checks): the next shared module of the line takes it over.
+LAB_SHARED = True
 
 MODULE = "etcdops.etcd.etcd_defrag"
 MIB = 1024 * 1024

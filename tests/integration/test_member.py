@@ -11,6 +11,8 @@ import pytest
 from ansible_run import run_module  # pylint: disable=import-error
 
 pytestmark = pytest.mark.lab
+# Leaves the lab as up made it (the fixture checks): the next shared module of the line takes it over.
+LAB_SHARED = True
 
 MODULE = "etcdops.etcd.etcd_member"
 MANIFEST = "etcdops.etcd.static_pod_manifest"
