@@ -57,8 +57,8 @@ def read_leases(client, prefix=DEFAULT_PREFIX):
 def lease_ttl(client, lease_id):
     """Seconds left on a lease; -1 when etcd no longer knows it."""
     def time_to_live(connection, timeout, metadata):
-        return connection.stub('LeaseStub').LeaseTimeToLive(etcdrpc.LeaseTimeToLiveRequest(ID=lease_id),
-                                                             timeout=timeout, metadata=metadata)
+        request = etcdrpc.LeaseTimeToLiveRequest(ID=lease_id)
+        return connection.stub('LeaseStub').LeaseTimeToLive(request, timeout=timeout, metadata=metadata)
     return int(client._any(time_to_live).TTL)  # pylint: disable=protected-access
 
 

@@ -112,7 +112,7 @@ def test_repair_a_member_in_a_restart_loop_from_its_own_db(lab):
     done = run_playbook(lab, "playbooks/repair_member.yml", dict(EXTRA, repair_member_confirm=True))
     print("repair_member.yml took %.1fs" % (time.monotonic() - started))
     with open(os.environ.get("ETCDOPS_REPAIR_DUMP", os.devnull), "w") as dump:
-        json.dump([(n, h, r) for n, h, r in done.results()], dump, indent=1, default=str)
+        json.dump(list(done.results()), dump, indent=1, default=str)
     assert done.rc == 0, done.stderr[-3000:] + json.dumps([r for n, h, r in done.results() if r.get("failed")])[:5000]
 
     # rebuilt from its own db (copied out first, kept), the old data dir moved aside with the damaged WAL in it
