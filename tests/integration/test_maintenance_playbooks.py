@@ -2,9 +2,10 @@
 runbooks: defrag.yml defragments a fragmented cluster followers first, the leader last, one at a time with pauses;
 a small backend quota filled until NOSPACE is recovered by nospace_recovery.yml; a member killed with its data
 wiped is replaced by replace_member.yml; scale.yml grows 3 -> 5 and shrinks back to 3, and refuses a removal that
-would lose quorum. NOSPACE comes last: on etcd 3.4 a member that joins replays the whole history, and with the
-small quota the replay of the 1 MB values alone raises NOSPACE on the new member. Each: check mode first (nothing
-changes), then for real (checked with etcdctl), then again (nothing changes).
+would lose quorum; a lost host's member is replaced on a spare host, and moved back when the host returns. NOSPACE
+comes last: on etcd 3.4 a member that joins replays the whole history, and with the small quota the replay of the 1
+MB values alone raises NOSPACE on the new member. Each: check mode first (nothing changes), then for real (checked
+with etcdctl), then again (nothing changes).
 
 Runs on etcd 3.6 in the suite; ETCDOPS_MAINT_LINES="3.4 3.5 3.7" runs it on other lines by hand."""
 
@@ -216,6 +217,42 @@ def test_scale_three_to_five_and_back_refusing_a_quorum_loss(maint_lab):
         assert not lab.exec(host, ["pgrep", "-x", "etcd"], check=False).stdout.strip()
         assert re.search(r"etcd\.replaced-\d{8}T\d{6}Z", lab.exec(host, ["ls", "/var/lib"]).stdout)
     assert changed_hosts(run_playbook(lab, "playbooks/scale.yml", remove5)) == {}
+
+
+def test_replace_a_lost_host_on_a_spare_host_and_back(maint_lab):
+    lab = maint_lab
+    old = members(lab)
+    lab.stop("cp3")  # the host is gone, with its container and data
+    lab.wait_healthy(timeout=60, hosts=["cp1", "cp2"])
+    onto4 = dict(BACKUP, replace_member_name="cp3", replace_member_host="cp4", replace_member_address=lab.ip("cp4"),
+                 replace_member_confirm=True, replace_member_promote_timeout=120)
+    ok(run_playbook(lab, "playbooks/replace_member.yml", onto4, check=True))
+    assert members(lab) == old
+    assert lab.exec("cp4", ["ls", "/etc/kubernetes/manifests"]).stdout.strip() == ""
+
+    done = ok(run_playbook(lab, "playbooks/replace_member.yml", onto4))
+    assert done.result("Add the new member as a learner")["actions"] == ["add as learner"]
+    assert done.result("Promote the learner once it has caught up with the leader")["actions"] == [
+        "promote to voting member"]
+    now = members(lab)
+    assert sorted(now) == ["cp1", "cp2", "cp4"] and not any(entry[1] for entry in now.values()), now
+    lab.wait_healthy(timeout=90, hosts=["cp1", "cp2", "cp4"])
+    keys = lab.etcdctl("cp4", "get", "--prefix", "/etcdops/keys/", "--consistency=l", "--print-value-only").stdout
+    assert keys.split() == ["value-%d" % i for i in range(50)]
+    assert "--name=cp4" in lab.exec("cp4", ["cat", "/etc/kubernetes/manifests/etcd.yaml"]).stdout
+    assert changed_hosts(run_playbook(lab, "playbooks/replace_member.yml", onto4)) == {}
+
+    # the old host comes back running a removed member; the member moves back onto it over its stale data
+    lab.start("cp3")
+    back = dict(onto4, replace_member_name="cp4", replace_member_host="cp3", replace_member_address=lab.ip("cp3"))
+    ok(run_playbook(lab, "playbooks/replace_member.yml", back))
+    now = members(lab)
+    assert sorted(now) == ["cp1", "cp2", "cp3"] and not any(entry[1] for entry in now.values()), now
+    lab.exec("cp4", ["mv", "/etc/kubernetes/manifests/etcd.yaml", "/root/etcd.yaml"])  # cp4 decommissioned
+    lab.wait_healthy(timeout=90, hosts=lab.members)
+    keys = lab.etcdctl("cp3", "get", "--prefix", "/etcdops/keys/", "--consistency=l", "--print-value-only").stdout
+    assert keys.split() == ["value-%d" % i for i in range(50)]
+    assert len(re.findall(r"etcd\.replaced-\d{8}T\d{6}Z", lab.exec("cp3", ["ls", "/var/lib"]).stdout)) == 2
 
 
 def test_nospace_recovery_compacts_defragments_disarms_and_writes_work(maint_lab):
