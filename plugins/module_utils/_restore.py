@@ -519,8 +519,8 @@ class RestoreLock(object):
 
     def __init__(self, data_dir, wait_seconds=900, poll=0.5):
         data_dir = data_dir.rstrip('/')
-        self.path = os.path.join(os.path.dirname(data_dir) or '/', '.%s%s' % (os.path.basename(data_dir),
-                                                                             LOCK_SUFFIX))
+        name = '.%s%s' % (os.path.basename(data_dir), LOCK_SUFFIX)
+        self.path = os.path.join(os.path.dirname(data_dir) or '/', name)
         self.wait_seconds = wait_seconds
         self.poll = poll
         self.handle = None
@@ -560,9 +560,9 @@ class RestoreLock(object):
             if self.handle is not None:
                 break
             if time.monotonic() - started >= self.wait_seconds:
+                what = (self.holder(), self.path, self.wait_seconds)
                 raise RestoreError('another restore of this data dir (pid %s, lock %s) still runs after %ds: wait for '
-                                   'it to end (or stop it), then run again' % (self.holder(), self.path,
-                                                                              self.wait_seconds), kind='locked')
+                                   'it to end (or stop it), then run again' % what, kind='locked')
             time.sleep(self.poll)
         self.waited = time.monotonic() - started
         self.handle.seek(0)
