@@ -211,7 +211,7 @@ def main():
             module.fail_json(msg=missing_required_lib(name), exception=error)
     params = module.params
     path = os.path.abspath(params['path'])
-    result = dict(changed=False, fetched=False, path=path)
+    result = dict(fetched=False, path=path)
     if os.path.isdir(path):
         module.fail_json(msg='%s is a directory: give the path of the snapshot file to write' % path,
                          error_kind='write', **result)
@@ -250,7 +250,7 @@ def main():
         before = None  # unreadable: replaced by the fetched snapshot
     if before == expected:
         result['msg'] = '%s already holds backup %s (sha256 %s)' % (path, backup_id, expected[:12])
-        module.exit_json(**result)
+        module.exit_json(changed=False, **result)
     if module._diff:
         result['diff'] = dict(before=dict(path=path, sha256=before),
                               after=dict(path=path, sha256=expected, backup_id=backup_id))
@@ -268,11 +268,10 @@ def main():
                              'identity); nothing was changed' % backup_id, error_kind='identity', **result)
 
     directory = os.path.dirname(path)
-    result['changed'] = True
     if module.check_mode:
         result['msg'] = 'would fetch backup %s (revision %s) into %s%s' % (
             backup_id, chosen.get('revision'), path, ', replacing the file there' if before else '')
-        module.exit_json(**result)
+        module.exit_json(changed=True, **result)
 
     created = not os.path.isdir(directory)
     if created:
@@ -280,7 +279,7 @@ def main():
             os.makedirs(directory, 0o700)
         except OSError as error:
             module.fail_json(msg='cannot create %s: %s; nothing was changed' % (directory, error.strerror or error),
-                             error_kind='write', **dict(result, changed=False))
+                             error_kind='write', **result)
 
     def write(chunks, verify):
         write_file(chunks, path, 0o600, verify=verify)
@@ -292,13 +291,13 @@ def main():
         if created and not os.listdir(directory):
             os.rmdir(directory)
         module.fail_json(msg='backup %s was not fetched: %s; %s was left as it was' % (backup_id, error.msg, path),
-                         error_kind=error.kind, **dict(result, changed=False))
+                         error_kind=error.kind, **result)
     seconds = time.monotonic() - started
     result.update(fetched=True, checks=checks, duration_seconds=round(seconds, 3),
                   mb_per_second=round(checks['snapshot_size'] / MEGABYTE / seconds, 1) if seconds > 0 else 0.0,
                   msg='fetched backup %s (revision %s, %d bytes) into %s' % (
                       backup_id, chosen.get('revision'), checks['snapshot_size'], path))
-    module.exit_json(**result)
+    module.exit_json(changed=True, **result)
 
 
 if __name__ == '__main__':

@@ -104,7 +104,7 @@ def test_a_wrong_identity_fails_clearly_and_leaves_the_file_there_as_it_was(tmp_
     (tmp_path / 'restore').mkdir()
     (tmp_path / 'restore' / 'snapshot.db').write_bytes(b'an older snapshot')
     done = fetch(tmp_path, identity_file=None, identity=str(other))
-    assert done.failed and not done.result['changed']
+    assert done.failed and not done.result.get('changed')
     assert os.listdir(str(tmp_path / 'restore')) == ['snapshot.db']
     assert (tmp_path / 'restore' / 'snapshot.db').read_bytes() == b'an older snapshot'
 
