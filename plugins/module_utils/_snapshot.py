@@ -430,12 +430,44 @@ def file_digest(path):
     return dict(size=size, sha256=whole.hexdigest(), trailer=state)
 
 
-def snapshot_status(path):
-    """database_status() of the file plus size, sha256 and trailer ('valid', 'absent' or 'mismatch')."""
+def _regular_file(path):
     if not os.path.exists(path):
         raise SnapshotError('%s does not exist' % path, kind='missing')
     if not os.path.isfile(path):
         raise SnapshotError('%s is not a regular file' % path, kind='not_a_file')
+
+
+FINGERPRINT_HEAD = 65536  # the bbolt meta pages (their txid and checksum change with every write) and some more
+
+
+def file_fingerprint(path):
+    """A quick fingerprint of the file's content, read from its ends only: 'v1:<size>:<sha256 of the first 64 KiB>:
+    <last 32 bytes in hex>' (the last 32 bytes are the sha256 trailer when there is one).
+
+    Two files with different fingerprints differ; equal fingerprints say nothing for sure (the sha256 of the whole
+    file decides). It does not depend on the file's name, times or owner, so a copy of the same snapshot has the
+    same fingerprint. SnapshotError (kind 'missing', 'not_a_file' or 'unreadable') as snapshot_status.
+    """
+    _regular_file(path)
+    try:
+        with open(path, 'rb') as handle:
+            size = os.fstat(handle.fileno()).st_size
+            head = hashlib.sha256(handle.read(FINGERPRINT_HEAD)).hexdigest()
+            handle.seek(max(0, size - TRAILER_SIZE))
+            tail = _hex(handle.read(TRAILER_SIZE))
+    except (IOError, OSError) as exc:
+        raise SnapshotError('cannot read %s: %s' % (path, exc.strerror or exc), kind='unreadable')
+    return 'v1:%d:%s:%s' % (size, head, tail)
+
+
+def fingerprint_size(fingerprint):
+    """The file size a file_fingerprint() records."""
+    return int(fingerprint.split(':')[1])
+
+
+def snapshot_status(path):
+    """database_status() of the file plus size, sha256 and trailer ('valid', 'absent' or 'mismatch')."""
+    _regular_file(path)
     status = file_digest(path)
     status.update(database_status(path))
     return status

@@ -38,11 +38,18 @@ description:
   - It restores into C(<data_dir>.restoring) beside the data dir, then moves the old data dir aside as
     C(<data_dir>.moved-<UTC timestamp>) (never deletes it) and renames the restored dir into place. Where the data
     dir is a mount point, the old content moves into C(<data_dir>/moved-<UTC timestamp>/) instead.
-  - A file C(.etcdops-restore.json) in the restored data dir records the snapshot's sha256 and the member's
-    identity; a later run with the same snapshot and identity reports no change (even while etcd runs), so a
-    restore playbook run again after an interruption converges. The file moves into the data dir last, after the
-    restored data. A run killed after its restore was complete and the old data dir was moved aside is finished
-    by the next run (the restored dir takes its place; etcdutl does not run again).
+  - The snapshot's status (sha256, trailer, revision, keys) is read in a thread while etcdutl restores it into
+    C(<data_dir>.restoring), not before it; the restored dir takes the data dir's place only when both passed. A
+    snapshot that fails this check is refused as it would be before etcdutl (same C(error_kind)): the restoring dir
+    is removed and nothing else was changed. Check mode, and a run that must first know whether the data dir was
+    already restored from this file, read the status before anything else.
+  - A file C(.etcdops-restore.json) in the restored data dir records the snapshot's sha256, a quick fingerprint
+    (its size, the sha256 of its first 64 KiB and its last 32 bytes) and the member's identity; a later run with
+    the same snapshot and identity reports no change (even while etcd runs), so a restore playbook run again after
+    an interruption converges. A file whose fingerprint differs is another snapshot, known without reading it
+    whole; for the same fingerprint (or a marker without one) the sha256 decides. The file moves into the data
+    dir last, after the restored data. A run killed after its restore was complete and the old data dir was moved
+    aside is finished by the next run (the restored dir takes its place; etcdutl does not run again).
   - One restore of a data dir runs at a time; a run holds a lock file C(.<data dir name>.etcdops-restore.lock)
     beside the data dir while it writes, and removes it when done. A module left running on the host by a
     controller that was killed keeps the lock; a second run waits for it (up to 15 minutes), then finds its work
@@ -529,6 +536,7 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._manifest import Mani
 from ansible_collections.etcdops.etcd.plugins.module_utils._restore import (
     DEFAULT_BUMP_REVISION,
     RestoreError,
+    Background,
     RestoreLock,
     cluster_string,
     data_entries,
@@ -536,6 +544,7 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._restore import (
     etcd_users,
     interrupted_swap,
     marker_matches,
+    marker_may_match,
     moved_path,
     read_marker,
     remove_restoring,
@@ -551,6 +560,9 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import (
     MEGABYTE,
     SnapshotError,
     candidates,
+    file_fingerprint,
+    fingerprint_size,
+    has_trailer_size,
     save,
     snapshot_status,
 )
@@ -763,29 +775,25 @@ def state_restored(module):
     identity['data_dir'] = data_dir
     result = dict(path=path, manifest=manifest, restored=False, moved_to=None, **identity)
 
-    # 1. the snapshot: there, readable, its trailer right; nothing is touched before this passes
+    # 1. the snapshot: there and readable; a real run checks its trailer and reads its status while etcdutl runs
+    # (step 5), unless the status is needed first: check mode's plan, a refusal, or a marker that may be of it
     try:
-        status = file_status(path)
+        fingerprint = file_fingerprint(path)
     except SnapshotError as error:
-        what = 'does not exist' if error.kind == 'missing' else 'cannot be used'
-        module.fail_json(msg='snapshot %s %s: %s; nothing was changed' % (path, what, error.msg),
-                         error_kind=error.kind, **result)
-    result.update((field, status[field]) for field in STATUS_FIELDS)
-    if status['trailer'] == 'mismatch':
-        module.fail_json(msg='snapshot %s is damaged: its sha256 trailer does not match its database; nothing was '
-                             'changed. Use another backup' % path, error_kind='sha256_mismatch', **result)
-    if status['trailer'] == 'absent' and not params['skip_hash_check']:
-        module.fail_json(msg='snapshot %s has no sha256 trailer (a db file copied from a data dir?): set '
-                             'skip_hash_check=true to restore it unchecked; nothing was changed' % path,
-                         error_kind='no_trailer', **result)
+        snapshot_unusable(module, path, error, result)
+    status = None
+    if module.check_mode or (not params['skip_hash_check'] and not has_trailer_size(fingerprint_size(fingerprint))):
+        status = checked_status(module, path, result)
 
     # 2. already restored from this very snapshot for this member: nothing to do
     marker = read_marker(data_dir)
-    if marker_matches(marker, status['sha256'], identity) and not params['force']:
-        result.update(changed=False, restored_at=marker.get('restored_at'), moved_to=marker.get('moved_to'),
-                      msg='%s was already restored from this snapshot (sha256 %s) at %s; set force=true to restore '
-                          'it again' % (data_dir, status['sha256'][:12], marker.get('restored_at')))
-        module.exit_json(**result)
+    if not params['force'] and marker_may_match(marker, fingerprint, identity):
+        status = status or checked_status(module, path, result)
+        if marker_matches(marker, status['sha256'], identity):
+            result.update(changed=False, restored_at=marker.get('restored_at'), moved_to=marker.get('moved_to'),
+                          msg='%s was already restored from this snapshot (sha256 %s) at %s; set force=true to '
+                              'restore it again' % (data_dir, status['sha256'][:12], marker.get('restored_at')))
+            module.exit_json(**result)
 
     # 3. etcd must not run on this data dir
     running = etcd_running(params, data_dir)
@@ -833,15 +841,12 @@ def state_restored(module):
                          error_kind='no_directory', **result)
     had_data = os.path.lexists(data_dir) and not (os.path.isdir(data_dir) and not data_entries(data_dir, restoring))
     would_move = moved_path(data_dir, stamp) if had_data else None
-    # a run killed after etcdutl finished and the old data dir was moved aside: only the swap is left to do
-    finish_only = not had_data and interrupted_swap(restoring, data_dir, status['sha256'], identity)
     result.update(command=argv, bump_revision=bump, mark_compacted=bool(bump), changed=True)
-    if module._diff:
-        result['diff'] = dict(
-            before=dict(data_dir=data_dir, restored_from=(marker or {}).get('snapshot_sha256')),
-            after=dict(data_dir=data_dir, restored_from=status['sha256'], old_data_dir_moved_to=would_move))
+    diff = dict(data_dir=data_dir, before=(marker or {}).get('snapshot_sha256'), would_move=would_move)
     if module.check_mode:
-        if finish_only:
+        add_diff(module, result, diff, status)
+        # a run killed after etcdutl finished and the old data dir was moved aside: only the swap is left to do
+        if not had_data and interrupted_swap(restoring, data_dir, status['sha256'], identity):
             result.update(msg='would finish an interrupted restore of %s: %s (already restored from it) takes the '
                               'place of %s' % (path, restoring, data_dir))
         else:
@@ -859,45 +864,135 @@ def state_restored(module):
                          error_kind=getattr(error, 'kind', 'locked'), **result)
     try:
         restore_locked(module, result, dict(path=path, data_dir=data_dir, restoring=restoring, identity=identity,
-                                            status=status, argv=argv, tool=tool, bump=bump, stamp=stamp))
+                                            status=status, fingerprint=fingerprint, argv=argv, tool=tool, bump=bump,
+                                            stamp=stamp, diff=diff))
     finally:
         lock.__exit__()
+
+
+def snapshot_unusable(module, path, error, result, done='nothing was changed'):
+    """fail_json for a snapshot that is missing or cannot be read as one (SnapshotError)."""
+    what = 'does not exist' if error.kind == 'missing' else 'cannot be used'
+    module.fail_json(msg='snapshot %s %s: %s; %s' % (path, what, error.msg, done), error_kind=error.kind, **result)
+
+
+def status_refusal(path, status, skip_hash_check):
+    """(error_kind, message) when a snapshot of this status must not be restored, else None."""
+    if status['trailer'] == 'mismatch':
+        return 'sha256_mismatch', 'snapshot %s is damaged: its sha256 trailer does not match its database' % path
+    if status['trailer'] == 'absent' and not skip_hash_check:
+        return 'no_trailer', ('snapshot %s has no sha256 trailer (a db file copied from a data dir?): set '
+                              'skip_hash_check=true to restore it unchecked' % path)
+    return None
+
+
+def checked_status(module, path, result):
+    """The snapshot's status, read before anything is touched (its fields go into result); fails the module, with
+    nothing changed, when it is not a snapshot to restore."""
+    try:
+        status = file_status(path)
+    except SnapshotError as error:
+        snapshot_unusable(module, path, error, result)
+    result.update((field, status[field]) for field in STATUS_FIELDS)
+    refusal = status_refusal(path, status, module.params['skip_hash_check'])
+    if refusal:
+        module.fail_json(msg='%s; nothing was changed%s' % (
+            refusal[1], '. Use another backup' if refusal[0] == 'sha256_mismatch' else ''),
+            error_kind=refusal[0], **result)
+    return status
+
+
+def add_diff(module, result, diff, status):
+    if module._diff:
+        result['diff'] = dict(
+            before=dict(data_dir=diff['data_dir'], restored_from=diff['before']),
+            after=dict(data_dir=diff['data_dir'], restored_from=status['sha256'],
+                       old_data_dir_moved_to=diff['would_move']))
+
+
+def restore_and_check(module, result, job):
+    """etcdutl into the restoring dir, the snapshot's status read beside it when it is not known yet: (status,
+    what ran). On any failure the restoring dir is removed and the module fails; the data dir is not touched."""
+    path, data_dir, restoring, status = (job[k] for k in ('path', 'data_dir', 'restoring', 'status'))
+    checking = Background(file_status, path).start() if status is None else None
+    failed, ran = None, None
+    try:
+        remove_restoring(restoring)
+        ran = run_restore(module, job['argv'], job['tool'].env)
+    except (RestoreError, OSError, IOError) as error:
+        failed = (getattr(error, 'kind', 'write_failed'), getattr(error, 'msg', None) or str(error))
+    if checking is not None:
+        # the status decides before etcdutl's own words: a damaged snapshot fails both, and it says why
+        untouched = 'the restore into %s was removed and the data dir %s was not touched: nothing was changed' % (
+            restoring, data_dir)
+        try:
+            status = checking.join()
+            if file_fingerprint(path) != job['fingerprint']:
+                raise SnapshotError('it changed while it was restored (size or content at its ends differ): '
+                                    'run again when nothing writes it', kind='snapshot_changed')
+        except Exception as error:  # pylint: disable=broad-except
+            if not isinstance(error, SnapshotError):  # a bug or a damage the walk did not foresee: still refused
+                error = SnapshotError('reading its status failed: %r' % (error,), kind='unreadable')
+            discard(restoring)
+            snapshot_unusable(module, path, error, result, done=untouched)
+        result.update((field, status[field]) for field in STATUS_FIELDS)
+        refusal = status_refusal(path, status, module.params['skip_hash_check'])
+        if refusal:
+            discard(restoring)
+            module.fail_json(msg='%s; %s%s' % (refusal[1], untouched, '. Use another backup' if refusal[0] ==
+                                               'sha256_mismatch' else ''), error_kind=refusal[0], **result)
+    if failed:
+        discard(restoring)
+        module.fail_json(msg='restore into %s failed: %s; the data dir %s was not touched' % (
+            restoring, failed[1], data_dir), error_kind=failed[0], **result)
+    return status, ran
+
+
+def discard(restoring):
+    """Remove the restoring dir of a failed restore (only ever etcdutl's output from the snapshot)."""
+    try:
+        remove_restoring(restoring)
+    except OSError:
+        pass
 
 
 def restore_locked(module, result, job):
     """Step 5 under the lock: done meanwhile by another run, or finish an interrupted swap, or restore and swap."""
     path, data_dir, restoring, identity, status = (job[k] for k in ('path', 'data_dir', 'restoring', 'identity',
                                                                     'status'))
-    stamp, tool, bump = job['stamp'], job['tool'], job['bump']
+    stamp, tool, bump, fingerprint = job['stamp'], job['tool'], job['bump'], job['fingerprint']
     marker = read_marker(data_dir)
-    if marker_matches(marker, status['sha256'], identity) and not module.params['force']:
-        result.update(changed=False, restored_at=marker.get('restored_at'), moved_to=marker.get('moved_to'),
-                      msg='%s was restored from this snapshot at %s by another run (it held the lock); nothing to '
-                          'do' % (data_dir, marker.get('restored_at')))
-        module.exit_json(**result)
+    if not module.params['force'] and marker_may_match(marker, fingerprint, identity):
+        status = status or checked_status(module, path, result)
+        if marker_matches(marker, status['sha256'], identity):
+            add_diff(module, result, job['diff'], status)
+            result.update(changed=False, restored_at=marker.get('restored_at'), moved_to=marker.get('moved_to'),
+                          msg='%s was restored from this snapshot at %s by another run (it held the lock); nothing '
+                              'to do' % (data_dir, marker.get('restored_at')))
+            module.exit_json(**result)
     started = time.monotonic()
     had_data = os.path.lexists(data_dir) and not (os.path.isdir(data_dir) and not data_entries(data_dir, restoring))
     record = None
-    if not had_data and interrupted_swap(restoring, data_dir, status['sha256'], identity):
+    if not had_data and marker_may_match(read_marker(restoring), fingerprint, identity):
+        status = status or checked_status(module, path, result)
+    if not had_data and status and interrupted_swap(restoring, data_dir, status['sha256'], identity):
+        # a run killed after etcdutl finished and the old data dir was moved aside: only the swap is left to do
         record = read_marker(restoring)
         ran = None
     else:
         # restore beside the data dir, then swap: the old data dir is moved aside, never deleted
+        status, ran = restore_and_check(module, result, dict(job, status=status))
         try:
-            remove_restoring(restoring)
-            ran = run_restore(module, job['argv'], tool.env)
             os.chmod(restoring, 0o700)
-            record = dict(identity, snapshot_sha256=status['sha256'], snapshot_path=path,
-                          revision=status['revision'], bump_revision=bump, restored_at=stamp, tool=tool.as_dict())
+            record = dict(identity, snapshot_sha256=status['sha256'], snapshot_fingerprint=fingerprint,
+                          snapshot_path=path, revision=status['revision'], bump_revision=bump, restored_at=stamp,
+                          tool=tool.as_dict())
             write_marker(restoring, record)
-        except (RestoreError, OSError, IOError) as error:
-            try:
-                remove_restoring(restoring)
-            except OSError:
-                pass
+        except (OSError, IOError) as error:
+            discard(restoring)
             module.fail_json(msg='restore into %s failed: %s; the data dir %s was not touched' % (
-                restoring, getattr(error, 'msg', None) or str(error), data_dir),
-                error_kind=getattr(error, 'kind', 'write_failed'), **result)
+                restoring, error, data_dir), error_kind='write_failed', **result)
+    add_diff(module, result, job['diff'], status)
     try:
         moved = swap_in(restoring, data_dir, stamp)
     except OSError as error:

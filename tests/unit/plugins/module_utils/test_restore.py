@@ -12,7 +12,8 @@ import stat
 import pytest
 
 from ansible_collections.etcdops.etcd.plugins.module_utils._restore import (
-    DEFAULT_BUMP_REVISION, RestoreError, Tool, cluster_string, detect_tool, restore_argv, run_restore,
+    DEFAULT_BUMP_REVISION, Background, RestoreError, Tool, cluster_string, detect_tool, marker_may_match,
+    restore_argv, run_restore,
 )
 
 CLUSTER = 'cp1=https://10.0.0.1:2380,cp2=https://10.0.0.2:2380,cp3=https://10.0.0.3:2380'
@@ -241,3 +242,35 @@ def test_a_binary_that_does_not_answer(tmp_path):
     with pytest.raises(RestoreError) as err:
         detect_tool(str(tmp_path), lambda argv, env: (1, '', 'exec format error'))
     assert err.value.kind == 'missing_tool' and 'exec format error' in err.value.msg
+
+
+# -- the marker's quick test and the status read in the background ------------------------------------------------
+
+IDENTITY = dict(name='cp1', initial_cluster='cp1=https://10.0.0.1:2380', initial_cluster_token='etcd-cluster',
+                initial_advertise_peer_urls='https://10.0.0.1:2380')
+
+
+def test_a_marker_may_match_only_with_the_same_identity_and_no_other_fingerprint():
+    marker = dict(IDENTITY, snapshot_sha256='ab' * 32, snapshot_fingerprint='v1:10:h:t')
+    assert marker_may_match(marker, 'v1:10:h:t', IDENTITY)
+    assert not marker_may_match(marker, 'v1:10:h:u', IDENTITY)  # another file for sure: no sha256 needed
+    assert not marker_may_match(dict(marker, name='cp2'), 'v1:10:h:t', IDENTITY)
+    older = dict(marker)
+    del older['snapshot_fingerprint']
+    assert marker_may_match(older, 'v1:10:h:u', IDENTITY)  # a marker without one: only the sha256 can tell
+    assert not marker_may_match(None, 'v1:10:h:t', IDENTITY)
+
+
+def test_background_returns_the_result_or_raises_what_the_job_raised():
+    import threading
+    seen = []
+
+    def job(value):
+        seen.append(threading.current_thread() is not threading.main_thread())
+        if value is None:
+            raise RestoreError('no value', kind='bad_input')
+        return value * 2
+    assert Background(job, 21).start().join() == 42 and seen == [True]
+    with pytest.raises(RestoreError) as caught:
+        Background(job, None).start().join()
+    assert caught.value.kind == 'bad_input'

@@ -17,7 +17,8 @@ import pytest
 from ansible_collections.etcdops.etcd.plugins.module_utils import _snapshot
 from ansible_collections.etcdops.etcd.plugins.module_utils._client import EtcdClientError
 from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import (
-    SnapshotError, TrailerCheck, candidates, database_status, file_digest, save, snapshot_status, write_file,
+    SnapshotError, TrailerCheck, candidates, database_status, file_digest, file_fingerprint, fingerprint_size, save,
+    snapshot_status, write_file,
 )
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'snapshots')
@@ -261,6 +262,32 @@ def test_a_wrong_trailer_reports_mismatch(tmp_path):
     with open(fixture('etcd-3.6.db'), 'rb') as handle:
         copy.write_bytes(handle.read()[:-32] + b'\0' * 32)
     assert file_digest(str(copy))['trailer'] == 'mismatch'
+
+
+def test_the_fingerprint_is_of_the_content_only_and_tells_files_apart_by_size_head_and_trailer(tmp_path):
+    with open(fixture('etcd-3.6.db'), 'rb') as handle:
+        data = handle.read()
+    first, copy = tmp_path / 'a.db', tmp_path / 'b.db'
+    first.write_bytes(data)
+    copy.write_bytes(data)
+    os.utime(str(copy), (1000000000, 1000000000))  # another name and time, the same bytes: the same fingerprint
+    fingerprint = file_fingerprint(str(first))
+    assert fingerprint == file_fingerprint(str(copy)) and fingerprint_size(fingerprint) == len(data)
+    assert fingerprint.endswith(':' + hashlib.sha256(data[:-32]).hexdigest())  # the trailer is the sha256 of the db
+    for other in (data[:-32] + b'\0' * 32, b'\1' + data[1:], data + b'\0' * 512):
+        copy.write_bytes(other)
+        assert file_fingerprint(str(copy)) != fingerprint
+    copy.write_bytes(data[:100] + b'\1' + data[101:])  # inside the first 64 KiB, which are hashed
+    assert file_fingerprint(str(copy)) != fingerprint
+
+
+def test_the_fingerprint_of_a_missing_or_unreadable_file(tmp_path):
+    with pytest.raises(SnapshotError) as caught:
+        file_fingerprint(str(tmp_path / 'none.db'))
+    assert caught.value.kind == 'missing'
+    with pytest.raises(SnapshotError) as caught:
+        file_fingerprint(str(tmp_path))
+    assert caught.value.kind == 'not_a_file'
 
 
 def test_a_truncated_file_is_refused(tmp_path):

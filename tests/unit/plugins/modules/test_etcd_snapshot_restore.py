@@ -13,6 +13,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -41,6 +42,7 @@ class FakeTool(object):
         self.bump = bump
         self.fail = fail
         self.restores = []
+        self.started = threading.Event()  # set when a restore starts: what the status read beside it waits for
 
     def __call__(self, module, argv, environ_update=None, **kwargs):
         kind = os.path.basename(argv[0])
@@ -50,6 +52,7 @@ class FakeTool(object):
             return 0, '--data-dir\n' + ('--bump-revision\n--mark-compacted\n' if self.bump else ''), ''
         if argv[1:3] == ['snapshot', 'restore']:
             self.restores.append((list(argv), dict(environ_update or {})))
+            self.started.set()
             target = argv[argv.index('--data-dir') + 1]
             if os.path.exists(target):
                 return 1, '', 'Error: data-dir %r exists' % target
@@ -194,15 +197,39 @@ def test_refused_while_a_process_has_a_file_open_in_the_data_dir(host):
     assert 'process %d' % holder.pid in result.result['msg'] and old_data_at(host['data'])
 
 
-def test_a_corrupted_snapshot_is_refused_before_anything_runs(host):
+def damage(host):
     path = host['root'] / 'snapshot.db'
     data = bytearray(path.read_bytes())
     data[1000] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+def test_a_corrupted_snapshot_found_beside_etcdutl_removes_the_restoring_dir_and_leaves_the_data_dir(host):
+    damage(host)  # the fake etcdutl restores it anyway: only the check beside it can refuse it
     before = listing(host['root'])
     result = restore(host)
+    out = result.result
+    assert result.failed and out['error_kind'] == 'sha256_mismatch' and out['trailer'] == 'mismatch'
+    assert 'nothing was changed' in out['msg'] and 'was removed' in out['msg']
+    assert len(host['tool'].restores) == 1 and listing(host['root']) == before and old_data_at(host['data'])
+
+
+def test_check_mode_refuses_a_corrupted_snapshot_before_anything_runs(host):
+    damage(host)
+    before = listing(host['root'])
+    result = restore(host, check=True)
     assert result.failed and result.result['error_kind'] == 'sha256_mismatch'
     assert host['tool'].restores == [] and listing(host['root']) == before
+
+
+def test_a_snapshot_whose_database_cannot_be_walked_is_refused_after_etcdutl_and_nothing_changes(host):
+    import hashlib
+    body = b'\x00' * 8192  # 512-byte sectors, a right trailer, but no bbolt database in it
+    (host['root'] / 'snapshot.db').write_bytes(body + hashlib.sha256(body).digest())
+    before = listing(host['root'])
+    result = restore(host)
+    assert result.failed and result.result['error_kind'] == 'corrupted', result.result
+    assert 'nothing was changed' in result.result['msg'] and listing(host['root']) == before
 
 
 def test_a_missing_snapshot(host):
@@ -213,8 +240,10 @@ def test_a_missing_snapshot(host):
 def test_a_snapshot_without_trailer_needs_skip_hash_check(host):
     path = host['root'] / 'snapshot.db'
     path.write_bytes(path.read_bytes()[:-32])
+    before = listing(host['root'])
     result = restore(host)
-    assert result.failed and result.result['error_kind'] == 'no_trailer'
+    assert result.failed and result.result['error_kind'] == 'no_trailer' and result.result['trailer'] == 'absent'
+    assert host['tool'].restores == [] and listing(host['root']) == before
     result = restore(host, skip_hash_check=True)
     assert not result.failed and '--skip-hash-check' in host['tool'].restores[0][0]
 
@@ -324,6 +353,133 @@ def test_a_data_dir_that_overlayfs_will_not_rename_is_emptied_into_the_moved_dir
     assert out['restored'] and out['moved_to'].startswith(host['data'] + '.moved-') and old_data_at(out['moved_to'])
     assert os.stat(host['data']).st_ino == inode and os.path.isdir(os.path.join(host['data'], 'member', 'wal'))
     assert not os.path.exists(host['data'] + '.restoring')
+
+
+# -- the snapshot's status read beside etcdutl, and when it must be read before ----------------------------------
+
+OTHER_SNAPSHOT = os.path.join(HERE, '..', '..', 'fixtures', 'snapshots', 'etcd-3.6.db')
+
+
+@pytest.fixture
+def status_reads(host, monkeypatch):
+    """Each file_status() of the module: whether etcdutl had started when it began (it waits up to 2 s for that
+    when it runs in another thread, as it does beside etcdutl), and whether it ran in the main thread."""
+    reads = []
+    real = etcd_snapshot.file_status
+
+    def file_status(path):
+        main = threading.current_thread() is threading.main_thread()
+        started = host['tool'].started.is_set() if main else host['tool'].started.wait(2)
+        reads.append(dict(main=main, etcdutl_started=started))
+        return real(path)
+    monkeypatch.setattr(etcd_snapshot, 'file_status', file_status)
+    return reads
+
+
+def marker_of(path):
+    import json
+    with open(os.path.join(path, MARKER)) as handle:
+        return json.load(handle)
+
+
+def test_a_real_restore_reads_the_status_beside_etcdutl_not_before_it(host, status_reads):
+    out = restore(host).result
+    assert out['restored'] and status_reads == [dict(main=False, etcdutl_started=True)]
+    with open(SNAPSHOT, 'rb') as handle:
+        import hashlib
+        assert out['sha256'] == hashlib.sha256(handle.read()).hexdigest() and out['trailer'] == 'valid'
+    assert out['revision'] > 0 and out['total_key'] > 0 and out['hash'] is not None
+    recorded = marker_of(host['data'])
+    assert recorded['snapshot_sha256'] == out['sha256'] and recorded['snapshot_fingerprint'].startswith('v1:65568:')
+
+
+def test_check_mode_reads_the_status_first_as_before(host, status_reads):
+    out = restore(host, check=True).result
+    assert out['changed'] and 'revision' in out['msg'] and status_reads == [dict(main=True, etcdutl_started=False)]
+
+
+def test_a_marker_of_another_snapshot_by_its_fingerprint_needs_no_read_before_etcdutl(host, status_reads):
+    restore(host)
+    shutil.copy(OTHER_SNAPSHOT, str(host['root'] / 'snapshot.db'))
+    host['tool'].started.clear()
+    del status_reads[:]
+    out = restore(host).result
+    assert out['restored'] and len(host['tool'].restores) == 2
+    assert status_reads == [dict(main=False, etcdutl_started=True)]
+    assert marker_of(host['data'])['snapshot_sha256'] == out['sha256']
+
+
+def test_a_marker_whose_fingerprint_matches_is_checked_by_the_full_sha256_first(host, status_reads):
+    restore(host)
+    host['tool'].started.clear()
+    del status_reads[:]
+    again = restore(host).result  # the same snapshot: read in full before anything, found done
+    assert not again['changed'] and 'already restored' in again['msg']
+    assert status_reads == [dict(main=True, etcdutl_started=False)] and len(host['tool'].restores) == 1
+    # same fingerprint, another sha256 (what a snapshot differing only in its middle gives): restored again,
+    # its status read before etcdutl and not a second time beside it
+    recorded = marker_of(host['data'])
+    recorded['snapshot_sha256'] = '0' * 64
+    os.chmod(os.path.join(host['data'], MARKER), 0o600)
+    from ansible_collections.etcdops.etcd.plugins.module_utils._restore import write_marker
+    write_marker(host['data'], recorded)
+    host['tool'].started.clear()
+    del status_reads[:]
+    out = restore(host).result
+    assert out['restored'] and len(host['tool'].restores) == 2
+    assert status_reads == [dict(main=True, etcdutl_started=False)]  # once, before the lock: not again beside
+
+
+def test_a_marker_without_a_fingerprint_still_makes_the_same_snapshot_a_no_op(host, status_reads):
+    from ansible_collections.etcdops.etcd.plugins.module_utils._restore import write_marker
+    restore(host)
+    recorded = marker_of(host['data'])
+    del recorded['snapshot_fingerprint']  # written by a release before fingerprints
+    write_marker(host['data'], recorded)
+    host['tool'].started.clear()
+    del status_reads[:]
+    out = restore(host).result
+    assert not out['changed'] and status_reads == [dict(main=True, etcdutl_started=False)]
+
+
+def test_an_interrupted_swap_is_found_by_the_fingerprint_and_sha256_of_the_restoring_marker(host, monkeypatch):
+    from ansible_collections.etcdops.etcd.plugins.module_utils._restore import write_marker
+    kill_at(monkeypatch, host, lambda src, dst: dst == host['data'])
+    killed_restore(host)
+    restoring = host['data'] + '.restoring'
+    recorded = marker_of(restoring)
+    assert recorded['snapshot_fingerprint'].startswith('v1:')
+    del recorded['snapshot_fingerprint']  # a marker without one (an older release) is checked by sha256 alone
+    write_marker(restoring, recorded)
+    out = restore(host).result
+    assert 'finished an interrupted restore' in out['msg'] and len(host['tool'].restores) == 1, out
+
+
+def test_an_interrupted_swap_of_another_snapshot_is_restored_anew(host, monkeypatch, status_reads):
+    kill_at(monkeypatch, host, lambda src, dst: dst == host['data'])
+    killed_restore(host)
+    shutil.copy(OTHER_SNAPSHOT, str(host['root'] / 'snapshot.db'))
+    host['tool'].started.clear()
+    del status_reads[:]
+    out = restore(host).result
+    assert out['restored'] and 'finished' not in out['msg'] and len(host['tool'].restores) == 2
+    assert status_reads == [dict(main=False, etcdutl_started=True)]  # the restoring dir's marker is of another
+    assert marker_of(host['data'])['snapshot_sha256'] == out['sha256']
+
+
+def test_a_snapshot_that_changes_while_it_is_restored_is_refused_and_nothing_changes(host, monkeypatch):
+    real = etcd_snapshot.file_status
+
+    def file_status(path):
+        status = real(path)
+        shutil.copy(OTHER_SNAPSHOT, path)  # replaced while etcdutl reads it
+        return status
+    monkeypatch.setattr(etcd_snapshot, 'file_status', file_status)
+    before = listing(host['root'])
+    result = restore(host)
+    assert result.failed and result.result['error_kind'] == 'snapshot_changed', result.result
+    before['snapshot.db'] = os.path.getsize(OTHER_SNAPSHOT)
+    assert listing(host['root']) == before and old_data_at(host['data'])
 
 
 # -- killed half-way and run again (restore.yml killed after the old data dirs were moved aside) --------------
