@@ -19,7 +19,7 @@ export ETCDOPS_REQUIRE_ALL_LINES := 1
 help:
 	@echo "make test        everything CI runs: unit, functional, sanity, lint, lab integration, molecule"
 	@echo "make test-fast   the quick subset (no Docker lab): unit, functional (loopback etcd), sanity, lint"
-	@echo "make demo        lab up -> status table -> lab down"
+	@echo "make demo        lab up -> keys -> backup to S3 -> disaster -> restore -> verified -> lab down"
 	@echo "make lab-up PREFIX=x ETCD_LINE=3.5 / make lab-down PREFIX=x / make status PREFIX=x"
 
 bootstrap:
