@@ -21,12 +21,18 @@ What ``etcdutl snapshot status`` reads, without an etcd binary on the host. The 
 checks the file the way ``tx.Check()`` does (every page below the high-water mark reachable exactly once or
 free, page types, bounds, key order), so a damaged snapshot fails like it does with etcdutl.
 Bytes after the last page (the 32-byte sha256 trailer of an etcd snapshot) are ignored, as bbolt does.
+
+Pages are read with ``os.pread``, one page (with its overflow pages) at a time, into a bytes object that is
+dropped once its elements are visited. The file is not memory-mapped: a mapped page that was read counts in
+the process's resident memory (a walk touches every page of the database), and a backup module must stay
+under its memory bound whatever the database size. Only the page being read, its parents on the way down
+and the ``reachable``/``freed`` maps (one byte per page, 2.5 bytes per 10 KiB of database at 4 KiB pages) are
+held.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import mmap
 import os
 import struct
 
@@ -82,7 +88,7 @@ class Meta(object):
 
 
 class BboltFile(object):
-    """A bbolt file opened read-only (memory-mapped); use as a context manager."""
+    """A bbolt file opened read-only (pages read with pread, not mapped); use as a context manager."""
 
     def __init__(self, path):
         self.path = path
@@ -91,28 +97,21 @@ class BboltFile(object):
         except (IOError, OSError) as exc:
             raise BboltError('cannot open %s: %s' % (path, exc.strerror or exc))
         try:
-            self.file_size = os.fstat(self._file.fileno()).st_size
+            self._fd = self._file.fileno()
+            self.file_size = os.fstat(self._fd).st_size
             if self.file_size < 2 * PAGE_HEADER_SIZE + _META.size:
                 raise BboltError('%s is not a bbolt database: %d bytes is too small' % (path, self.file_size))
-            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
-        except (IOError, OSError, ValueError) as exc:
-            self._file.close()
-            raise BboltError('cannot read %s: %s' % (path, exc))
-        except BboltError:
-            self._file.close()
-            raise
-        try:
             self.meta = self._read_meta()
+        except (IOError, OSError) as exc:
+            self._file.close()
+            raise BboltError('cannot read %s: %s' % (path, exc.strerror or exc))
         except BboltError:
-            self.close()
+            self._file.close()
             raise
         self.page_size = self.meta.page_size
         self.high_water = self.meta.pgid
 
     def close(self):
-        if self._map is not None:
-            self._map.close()
-            self._map = None
         self._file.close()
 
     def __enter__(self):
@@ -123,16 +122,27 @@ class BboltFile(object):
 
     # -- pages ----------------------------------------------------------------------------------------
 
+    def read(self, offset, size):
+        """size bytes of the file at offset (BboltError when the file is shorter: it changed under us)."""
+        try:
+            data = os.pread(self._fd, size, offset)
+        except (IOError, OSError) as exc:
+            raise BboltError('cannot read %s at offset %d: %s' % (self.path, offset, exc.strerror or exc))
+        if len(data) != size:
+            raise BboltError('%s: %d bytes at offset %d read as %d: the file is truncated' % (
+                self.path, size, offset, len(data)))
+        return data
+
     def _read_meta(self):
         """The current meta page, chosen as bbolt's db.meta() does."""
-        first = Meta(self._map, PAGE_HEADER_SIZE)
+        first = Meta(self.read(PAGE_HEADER_SIZE, _META.size), 0)
         page_size = first.page_size
         if first.problem() is not None:
             # bbolt then looks at the second meta page at the page size of the OS it runs on
             page_size = FALLBACK_PAGE_SIZE
         candidates = [first]
         if (page_size + PAGE_HEADER_SIZE + _META.size) <= self.file_size:
-            candidates.append(Meta(self._map, page_size + PAGE_HEADER_SIZE))
+            candidates.append(Meta(self.read(page_size + PAGE_HEADER_SIZE, _META.size), 0))
         candidates.sort(key=lambda meta: meta.txid, reverse=True)
         for meta in candidates:
             if meta.problem() is None:
@@ -154,18 +164,20 @@ class BboltFile(object):
         """(id, flags, count, overflow) of page pgid; raises BboltError when it lies outside the database."""
         if pgid >= self.high_water:
             raise BboltError('%s: page %d is out of bounds (high water mark %d)' % (self.path, pgid, self.high_water))
-        return _PAGE_HEADER.unpack_from(self._map, pgid * self.page_size)
+        return _PAGE_HEADER.unpack(self.read(pgid * self.page_size, PAGE_HEADER_SIZE))
+
+    def page(self, pgid):
+        """(header, data) of page pgid below the high-water mark: data holds the page and its overflow pages,
+        or the first page only when the overflow would go past the high-water mark (the caller says so)."""
+        data = self.read(pgid * self.page_size, self.page_size)
+        header = _PAGE_HEADER.unpack_from(data, 0)
+        overflow = header[3]
+        if overflow and pgid + overflow < self.high_water:
+            # read again whole rather than joined to the first page: one copy of a large value, not two
+            data = self.read(pgid * self.page_size, (1 + overflow) * self.page_size)
+        return header, data
 
     # -- walking --------------------------------------------------------------------------------------
-
-    def release(self):
-        """Drop the pages read so far from this process's mapping (MADV_DONTNEED; they stay in the page cache and
-        are read again on access): a walk touches every page, and each mapped page counts in the process's
-        resident memory, which would grow to the database size."""
-        advise = getattr(self._map, 'madvise', None)
-        flag = getattr(mmap, 'MADV_DONTNEED', None)
-        if advise is not None and flag is not None:
-            advise(flag)
 
     def walk(self, visit_bucket, visit_item, check=True):
         """Visit every top-level bucket and its keys in bbolt's order; check the file's integrity.
@@ -175,15 +187,7 @@ class BboltFile(object):
         what ``tx.Check()`` would report, before or after the visits (do not trust them when it raises).
         """
         walker = _Walker(self, check)
-        seen = [0]
-
-        def item(key, value):
-            visit_item(key, value)
-            seen[0] += len(key) + (len(value) if value is not None else 0)
-            if seen[0] >= RELEASE_BYTES:
-                seen[0] = 0
-                self.release()
-        walker.run(visit_bucket, item)
+        walker.run(visit_bucket, visit_item)
         if walker.problems:
             listed = walker.problems[:MAX_PROBLEMS]
             more = len(walker.problems) - len(listed)
@@ -191,16 +195,11 @@ class BboltFile(object):
                 self.path, len(walker.problems), '; '.join(listed), ' (and %d more)' % more if more else ''))
 
 
-# A walk gives the mapped pages back to the kernel after this many bytes of keys and values (see release()).
-RELEASE_BYTES = 32 * 1024 * 1024
-
-
 class _Walker(object):
     """One pass over the tree: yields buckets and items, marks pages, collects integrity problems."""
 
     def __init__(self, bolt, check):
         self.bolt = bolt
-        self.map = bolt._map
         self.page_size = bolt.page_size
         self.high_water = bolt.high_water
         self.check = check
@@ -247,18 +246,23 @@ class _Walker(object):
         if flags != FREELIST:
             self.problem('page %d: invalid type: freelist expected, flags 0x%x' % (meta.freelist, flags))
             return
-        start = meta.freelist * self.page_size + PAGE_HEADER_SIZE
+        try:
+            data = self.bolt.read(meta.freelist * self.page_size, (1 + overflow) * self.page_size)
+        except BboltError as exc:
+            self.problem('freelist: %s' % exc)
+            return
+        start = PAGE_HEADER_SIZE
         if count == 0xFFFF:
-            count = _U64.unpack_from(self.map, start)[0]
+            count = _U64.unpack_from(data, start)[0]
             start += 8
         end = start + 8 * count
-        if end > (meta.freelist + 1 + overflow) * self.page_size:
+        if end > len(data):
             self.problem('page %d: freelist of %d ids overflows its pages' % (meta.freelist, count))
             return
         for index in range(overflow + 1):
             if meta.freelist + index < self.high_water:
                 self.reachable[meta.freelist + index] = 1
-        for (pgid,) in struct.iter_unpack('<Q', self.map[start:end]):
+        for (pgid,) in struct.iter_unpack('<Q', data[start:end]):
             if pgid >= self.high_water:
                 self.problem('page %d: freed page out of bounds (high water mark %d)' % (pgid, self.high_water))
             elif self.freed[pgid]:
@@ -317,9 +321,7 @@ class _Walker(object):
         if pgid >= self.high_water or pgid < 2:
             raise BboltError('%s: page %d: out of bounds (high water mark %d, stack %s)' % (
                 bolt.path, pgid, self.high_water, stack))
-        start = pgid * self.page_size
-        page_id, flags, count, overflow = _PAGE_HEADER.unpack_from(self.map, start)
-        end = start + (1 + overflow) * self.page_size
+        (page_id, flags, count, overflow), data = bolt.page(pgid)
         if page_id != pgid:
             raise BboltError('%s: page %d: its header says page %d (stack %s)' % (bolt.path, pgid, page_id, stack))
         if pgid + overflow >= self.high_water:
@@ -333,17 +335,18 @@ class _Walker(object):
             if self.freed is not None and self.freed[pgid]:
                 self.problem('page %d: reachable freed' % pgid)
         if flags == LEAF:
-            return self._leaf_elements(self.map, start, count, end, 'page %d' % pgid)
+            return self._leaf_elements(data, 0, count, len(data), 'page %d' % pgid)
         if flags == BRANCH:
-            return self._branch(start, count, end, stack + [pgid])
+            return self._branch(data, count, stack + [pgid])
         raise BboltError('%s: page %d: invalid type: flags 0x%x where a branch or leaf page belongs (stack %s)' % (
             bolt.path, pgid, flags, stack))
 
-    def _branch(self, start, count, end, stack):
-        if start + PAGE_HEADER_SIZE + count * ELEMENT_SIZE > end:
+    def _branch(self, data, count, stack):
+        if PAGE_HEADER_SIZE + count * ELEMENT_SIZE > len(data):
             raise BboltError('%s: page %d: %d elements do not fit in the page' % (self.bolt.path, stack[-1], count))
-        children = [_BRANCH_ELEMENT.unpack_from(self.map, start + PAGE_HEADER_SIZE + index * ELEMENT_SIZE)[2]
+        children = [_BRANCH_ELEMENT.unpack_from(data, PAGE_HEADER_SIZE + index * ELEMENT_SIZE)[2]
                     for index in range(count)]
+        del data  # only the child ids are needed while the children are walked
         for child in children:
             yield from self._pages(child, stack)
 
