@@ -332,8 +332,10 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._backup import (
     DEFAULT_SCRATCH_DIR,
     MEGABYTE,
     STORE_REQUIRED_IF,
+    STREAM_WINDOW,
     Backup,
     BackupError,
+    bound_allocator,
     recipient_keys,
     store_argument_spec,
     store_from_params,
@@ -423,7 +425,8 @@ def main():
     result = dict(changed=False, location=location.path, store=store_summary(store, location),
                   encrypted=bool(recipients), recipients=recipients)
 
-    client = client_from_module(module)
+    bound_allocator()  # before the gRPC client and the pipeline start their threads
+    client = client_from_module(module, stream_window=STREAM_WINDOW)
     try:
         try:
             cluster_id, order, unhealthy = candidates(client, params['member'])

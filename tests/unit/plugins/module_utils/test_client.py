@@ -451,3 +451,17 @@ def test_connection_argument_spec_is_a_fresh_copy_with_secret_password():
     assert spec['password']['no_log'] is True
     assert set(spec) == {'endpoints', 'ca_cert', 'client_cert', 'client_key', 'user', 'password', 'dial_timeout',
                          'command_timeout'}
+
+
+def test_a_stream_window_bounds_grpcs_read_ahead_and_only_when_asked():
+    """etcd_backup asks for a bounded window (BDP probing off, a fixed read-ahead): gRPC's default grows it to
+    several MiB, buffered in the process while the backup pipeline is slower than the member. Other clients keep
+    gRPC's default."""
+    default = dict(_client._channel_options())
+    bounded = dict(_client._channel_options(512 * 1024))
+    assert 'grpc.http2.bdp_probe' not in default and 'grpc.http2.lookahead_bytes' not in default
+    assert bounded['grpc.http2.bdp_probe'] == 0 and bounded['grpc.http2.lookahead_bytes'] == 512 * 1024
+    assert all(bounded[name] == value for name, value in default.items())
+    client = _client.EtcdClient(endpoints=['http://127.0.0.1:2379'], stream_window=512 * 1024)
+    assert client.stream_window == 512 * 1024
+    assert _client.EtcdClient(endpoints=['http://127.0.0.1:2379']).stream_window is None

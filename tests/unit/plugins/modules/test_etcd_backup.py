@@ -10,6 +10,8 @@ __metaclass__ = type
 import hashlib
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -88,7 +90,15 @@ def identity():
 
 
 def run(monkeypatch, client, tmp_path, check=False, **args):
-    monkeypatch.setattr(etcd_backup, 'client_from_module', lambda module: client)
+    bounded = []
+
+    def client_from_module(module, stream_window=None):
+        # the allocator is bounded before the client starts its threads, and the snapshot stream's read-ahead is
+        # bounded (gRPC's default window buffers 20-30 MiB)
+        assert bounded == [True] and stream_window == _backup.STREAM_WINDOW
+        return client
+    monkeypatch.setattr(etcd_backup, 'client_from_module', client_from_module)
+    monkeypatch.setattr(etcd_backup, 'bound_allocator', lambda: bounded.append(True))
     resources = tmp_path / 'kubernetes'
     if not resources.exists():
         (resources / 'pki' / 'etcd').mkdir(parents=True)
@@ -244,3 +254,45 @@ def test_metadata_records_the_hashkv_read_from_the_snapshot_without_asking_the_m
     expected = _snapshot.database_status(os.path.join(FIXTURES, 'etcd-3.6.db'))['hashkv']
     assert expected is not None
     assert document['hashkv'] == dict(hash=expected, revision=done.result['revision'], source='snapshot')
+
+
+BOUND_ALLOCATOR_PROBE = r"""
+import ctypes, sys
+from ansible_collections.etcdops.etcd.plugins.module_utils._backup import bound_allocator
+
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        'arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks', 'fsmblks', 'uordblks', 'fordblks', 'keepcost')]
+
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+if sys.argv[1] == 'bound':
+    print(bound_allocator())
+big = bytearray(8 * 1024 * 1024)  # mapped; freeing it makes glibc raise its mmap threshold to 8 MiB
+del big
+before = libc.mallinfo2().hblkhd
+part = bytearray(2 * 1024 * 1024)
+print(libc.mallinfo2().hblkhd - before >= 2 * 1024 * 1024)  # mapped (given back when freed) or from the heap
+"""
+
+
+def test_bound_allocator_keeps_large_blocks_mapped_after_a_larger_one_was_freed(tmp_path):
+    """Without it, glibc carves the next 2-8 MiB blocks (the upload parts) out of its heaps, which keep the space
+    once they are freed; with it they stay mapped and go back to the system. A fresh interpreter for each."""
+    pytest.importorskip('ctypes')
+    try:
+        import ctypes
+        ctypes.CDLL(None).mallinfo2
+    except (AttributeError, OSError):
+        pytest.skip('not glibc 2.33 or later')
+    collections = _backup.__file__.split(os.sep + 'ansible_collections' + os.sep)[0]
+    env = dict((name, value) for name, value in os.environ.items()
+               if not name.startswith(('MALLOC_', 'GLIBC_TUNABLES')))  # those would set the threshold themselves
+    env['PYTHONPATH'] = collections
+    outputs = {}
+    for mode in ('default', 'bound'):
+        outputs[mode] = subprocess.run([sys.executable, '-c', BOUND_ALLOCATOR_PROBE, mode], capture_output=True,
+                                       text=True, check=True, env=env).stdout.split()
+    assert outputs == dict(default=['False'], bound=['True', 'True'])
