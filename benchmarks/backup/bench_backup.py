@@ -17,7 +17,11 @@ MiB). The lab is brought down at the end, on success or failure.
 The S3 server (moto) joins a multipart upload in memory: its container gets 4 GiB here (docker update) so that
 (b)'s 1 GiB upload fits; the host gets 4 GiB too (etcd maps the whole database). Nothing else is changed.
 
-    make bench-backup            # or: .venv/bin/python benchmarks/backup/bench_backup.py [--keep]
+    make bench-backup            # or: .venv/bin/python benchmarks/backup/bench_backup.py [--keep] [--smaps DIR]
+
+--smaps DIR also saves, for (c) and (d), /proc/<pid>/smaps of the module process at its highest resident size
+(sampled every 0.2 s on the host) into DIR, with a summary by mapping (what takes the memory).
+BENCH_MIN_BYTES (default 1 GiB) is the smallest database accepted: set it to 0 for a small FILL_MB.
 """
 
 import argparse
@@ -130,8 +134,91 @@ class PeakRss(object):
         return self.peak("VmHWM"), self.peak("RssAnon")
 
 
-def module(lab, args):
-    with PeakRss(lab, "AnsiballZ_etcd_backup") as rss:
+# Runs on the host beside the poller: keeps the smaps of the module process at its highest VmRSS.
+SMAPS_SAMPLER = r"""
+import os, sys, time
+stop, out = sys.argv[1], sys.argv[2]
+best = 0
+while not os.path.exists(stop):
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as handle:
+                if b'AnsiballZ_etcd_backup' not in handle.read():
+                    continue
+            with open('/proc/%s/status' % pid) as handle:
+                rss = [int(line.split()[1]) for line in handle if line.startswith('VmRSS')][0]
+            if rss > best:
+                with open('/proc/%s/smaps' % pid) as handle:
+                    smaps = handle.read()
+                best = rss
+                with open(out, 'w') as handle:
+                    handle.write(smaps)
+        except (IOError, OSError, IndexError):
+            continue
+    time.sleep(0.2)
+"""
+
+
+def smaps_summary(text, top=25):
+    """Rss, Anonymous and file pages by mapping name (kB), largest first, from the text of /proc/<pid>/smaps."""
+    totals = {}
+    name = None
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if "-" in fields[0] and not fields[0].endswith(":"):
+            name = fields[5] if len(fields) > 5 else "[anon]"
+            totals.setdefault(name, dict(rss=0, anonymous=0))
+        elif fields[0] == "Rss:" and name is not None:
+            totals[name]["rss"] += int(fields[1])
+        elif fields[0] == "Anonymous:" and name is not None:
+            totals[name]["anonymous"] += int(fields[1])
+    rows = sorted(totals.items(), key=lambda item: -item[1]["rss"])
+    lines = ["%8s %8s  %s" % ("rss kB", "anon kB", "mapping"),
+             "%8d %8d  %s" % (sum(v["rss"] for v in totals.values()), sum(v["anonymous"] for v in totals.values()),
+                              "(total)")]
+    lines += ["%8d %8d  %s" % (v["rss"], v["anonymous"], k) for k, v in rows[:top]]
+    return "\n".join(lines) + "\n"
+
+
+class PeakSmaps(object):
+    """With --smaps DIR: the smaps of the module process at its highest VmRSS, saved as DIR/<step>.smaps and
+    summarised by mapping in DIR/<step>.txt."""
+
+    def __init__(self, lab, directory, step):
+        self.lab = lab
+        self.directory = directory
+        self.step = step
+        self.proc = None
+
+    def __enter__(self):
+        if self.directory:
+            sh(self.lab, "rm -f /tmp/bench-smaps-stop /tmp/bench-smaps-peak")
+            self.proc = subprocess.Popen(["docker", "exec", "-i", self.lab.container(HOST), PY, "-",
+                                          "/tmp/bench-smaps-stop", "/tmp/bench-smaps-peak"],
+                                         stdin=subprocess.PIPE, text=True)
+            self.proc.stdin.write(SMAPS_SAMPLER)
+            self.proc.stdin.close()
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc is None:
+            return
+        sh(self.lab, "touch /tmp/bench-smaps-stop")
+        self.proc.wait(30)
+        text = sh(self.lab, "cat /tmp/bench-smaps-peak 2>/dev/null || true")
+        os.makedirs(self.directory, exist_ok=True)
+        with open(os.path.join(self.directory, self.step + ".smaps"), "w") as handle:
+            handle.write(text)
+        with open(os.path.join(self.directory, self.step + ".txt"), "w") as handle:
+            handle.write(smaps_summary(text))
+
+
+def module(lab, args, smaps=None, step="module"):
+    with PeakRss(lab, "AnsiballZ_etcd_backup") as rss, PeakSmaps(lab, smaps, step):
         started = time.monotonic()
         # No pipelining: the module then runs from a file named AnsiballZ_etcd_backup.py, which the poller finds.
         env = dict(ansible_env(), ANSIBLE_PIPELINING="False")
@@ -147,18 +234,19 @@ def module(lab, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--keep", action="store_true", help="leave the lab up at the end")
+    parser.add_argument("--smaps", metavar="DIR", help="save the module process's smaps at its peak RSS into DIR")
     options = parser.parse_args()
     lab = lablib.Lab(PREFIX)
     lab.down()
     try:
-        report = run(lab)
+        report = run(lab, options.smaps)
     finally:
         if not options.keep:
             lab.down()
     print(json.dumps(report, indent=2))
 
 
-def run(lab):
+def run(lab, smaps=None):
     t0 = time.monotonic()
     lab.up(hosts=1, etcd_line=LINE, with_s3=True)
     for name in (lab.state["s3"]["container"], lab.container(HOST)):
@@ -203,11 +291,11 @@ def run(lab):
     # (c) the full pipeline to S3
     c_result, c_wall, c_rss = module(lab, dict(common, store="s3", bucket=s3["bucket"], endpoint_url=s3["endpoint_url"],
                                                region=s3["region"], path_style=True, access_key=s3["access_key"],
-                                               secret_key=s3["secret_key"]))
+                                               secret_key=s3["secret_key"]), smaps, "c-s3")
     print("(c) pipeline to S3 %.2f s, peak RSS / anonymous %s MiB" % (c_result["duration_seconds"], c_rss),
           file=sys.stderr)
     # (d) the pipeline to a local file on the same disk as (a)
-    d_result, d_wall, d_rss = module(lab, dict(common, store="local", directory=WORK + "/store"))
+    d_result, d_wall, d_rss = module(lab, dict(common, store="local", directory=WORK + "/store"), smaps, "d-local")
 
     c = c_result["duration_seconds"]
     d = d_result["duration_seconds"]
