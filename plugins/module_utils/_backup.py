@@ -141,10 +141,11 @@ def store_summary(store, location):
 # -- the process's memory ----------------------------------------------------------------------------------
 
 # glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 MALLOC_ARENAS = 2
-MALLOC_MMAP_THRESHOLD = 1024 * 1024
+MALLOC_MMAP_THRESHOLD = 4 * 1024 * 1024
 
 
 def bound_allocator(arenas=MALLOC_ARENAS, mmap_threshold=MALLOC_MMAP_THRESHOLD):
@@ -152,10 +153,10 @@ def bound_allocator(arenas=MALLOC_ARENAS, mmap_threshold=MALLOC_MMAP_THRESHOLD):
 
     The backup's threads (gRPC, zstd, age, the upload pool, the status walk) each get a glibc malloc arena of
     their own, and glibc raises its mmap threshold after the first large block is freed, so the 5 MiB upload
-    parts and the 1 MiB pages of large values are then carved out of those arenas, which keep the freed space:
-    10-15 MiB of a peak RSS bound of 100 MiB. Two arenas, and blocks of 1 MiB or more always mapped (given
-    back to the system when freed), avoid that. Call it before the threads start. Without glibc (musl, other
-    systems) nothing happens.
+    parts are then carved out of those arenas, which keep the freed space: 10-15 MiB of a peak RSS bound of
+    100 MiB. Two arenas, and blocks of 4 MiB or more always mapped (given back to the system when freed), avoid
+    that; smaller blocks (a page of a 1 MB value in the status walk) are reused from the heap. Call it before
+    the threads start. Without glibc (musl, other systems) nothing happens.
     """
     try:
         import ctypes
@@ -164,7 +165,10 @@ def bound_allocator(arenas=MALLOC_ARENAS, mmap_threshold=MALLOC_MMAP_THRESHOLD):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_ARENA_MAX, int(arenas))) and bool(mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)))
+    # the trim threshold as glibc sets it itself when it moves the mmap threshold: twice that; with the default
+    # (128 KiB) every large block freed at the top of the heap would be given back and faulted in again
+    return (bool(mallopt(_M_ARENA_MAX, int(arenas))) and bool(mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)))
+            and bool(mallopt(_M_TRIM_THRESHOLD, 2 * int(mmap_threshold))))
 
 
 # -- recipients --------------------------------------------------------------------------------------------

@@ -25,9 +25,9 @@ Bytes after the last page (the 32-byte sha256 trailer of an etcd snapshot) are i
 Pages are read with ``os.pread``, one page (with its overflow pages) at a time, into a bytes object that is
 dropped once its elements are visited. The file is not memory-mapped: a mapped page that was read counts in
 the process's resident memory (a walk touches every page of the database), and a backup module must stay
-under its memory bound whatever the database size. Only the page being read, its parents on the way down
-and the ``reachable``/``freed`` maps (one byte per page, 2.5 bytes per 10 KiB of database at 4 KiB pages) are
-held.
+under its memory bound whatever the database size. Only the page being read, the child ids of the branch
+pages above it and the integrity check's ``reachable``/``freed`` maps (one byte per page each: 0.5 MiB per GiB
+of database at 4 KiB pages) are held.
 """
 
 from __future__ import absolute_import, division, print_function

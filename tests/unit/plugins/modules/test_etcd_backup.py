@@ -270,17 +270,17 @@ libc = ctypes.CDLL(None)
 libc.mallinfo2.restype = MallInfo2
 if sys.argv[1] == 'bound':
     print(bound_allocator())
-big = bytearray(8 * 1024 * 1024)  # mapped; freeing it makes glibc raise its mmap threshold to 8 MiB
+big = bytearray(16 * 1024 * 1024)  # mapped; freeing it makes glibc raise its mmap threshold to 16 MiB
 del big
 before = libc.mallinfo2().hblkhd
-part = bytearray(2 * 1024 * 1024)
-print(libc.mallinfo2().hblkhd - before >= 2 * 1024 * 1024)  # mapped (given back when freed) or from the heap
+part = bytearray(5 * 1024 * 1024)  # an upload part
+print(libc.mallinfo2().hblkhd - before >= 5 * 1024 * 1024)  # mapped (given back when freed) or from the heap
 """
 
 
 def test_bound_allocator_keeps_large_blocks_mapped_after_a_larger_one_was_freed(tmp_path):
-    """Without it, glibc carves the next 2-8 MiB blocks (the upload parts) out of its heaps, which keep the space
-    once they are freed; with it they stay mapped and go back to the system. A fresh interpreter for each."""
+    """Without it, glibc carves the next blocks under 16 MiB (the 5 MiB upload parts) out of its heaps, which keep
+    the space once they are freed; with it they stay mapped and go back to the system. A fresh interpreter each."""
     pytest.importorskip('ctypes')
     try:
         import ctypes
