@@ -40,7 +40,7 @@ description:
     dir is a mount point, the old content moves into C(<data_dir>/moved-<UTC timestamp>/) instead.
   - The snapshot's status (sha256, trailer, revision, keys) is read in a thread while etcdutl restores it into
     C(<data_dir>.restoring), not before it; the restored dir takes the data dir's place only when both passed. A
-    snapshot that fails this check is refused as it would be before etcdutl (same C(error_kind)): the restoring dir
+    snapshot that fails this check is refused as it would be before etcdutl (same C(error_kind)); the restoring dir
     is removed and nothing else was changed. Check mode, and a run that must first know whether the data dir was
     already restored from this file, read the status before anything else.
   - A file C(.etcdops-restore.json) in the restored data dir records the snapshot's sha256, a quick fingerprint
