@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "lab"), str(ROOT / "tests" / "integration")]
 
 from lab import Lab  # noqa: E402 pylint: disable=import-error,wrong-import-position
-from ansible_run import ansible_env, run_module, run_playbook  # noqa: E402 pylint: disable=import-error,wrong-import-position
+from ansible_run import ansible_env, run_module  # noqa: E402 pylint: disable=import-error,wrong-import-position
 from test_restore import hashkv_at_one_revision, lose_every_member, write_keys  # noqa: E402 pylint: disable=import-error,wrong-import-position
 
 KEYS = 1000
@@ -78,7 +78,7 @@ def main(prefix="demo", line="3.6"):
             subprocess.run(["age-keygen", "-o", str(key_file)], check=True, capture_output=True)
             public = subprocess.run(["age-keygen", "-y", str(key_file)], check=True, capture_output=True,
                                     text=True).stdout.strip()
-            identity = key_file.read_text()
+            identity = key_file.read_text(encoding="utf-8")
         print("age recipient %s (the identity goes only to the hosts that restore)" % public)
         seconds = show_playbook(lab, "playbooks/backup.yml", dict(store, backup_recipients=[public], backup_prune=False))
         listing = run_module(lab, "cp1", "etcdops.etcd.etcd_backup_info", dict(
