@@ -740,7 +740,7 @@ def test_a_local_store_does_not_import_boto3(tmp_path):
     """boto3 and botocore are imported with the first S3 store only: a backup to a directory does not carry their
     memory (~13 MiB imported, ~28 MiB with a client) against its 100 MiB bound. Checked in a fresh interpreter,
     as this one has imported them already."""
-    collections = _streams.__file__.split(os.sep + 'ansible_collections' + os.sep)[0]
+    collections = _streams.__file__.split(os.sep + 'ansible_collections' + os.sep, maxsplit=1)[0]
     script = textwrap.dedent('''
         import sys
         from ansible_collections.etcdops.etcd.plugins.module_utils import _backup, _store

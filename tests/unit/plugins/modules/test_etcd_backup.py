@@ -287,7 +287,7 @@ def test_bound_allocator_keeps_large_blocks_mapped_after_a_larger_one_was_freed(
         ctypes.CDLL(None).mallinfo2
     except (AttributeError, OSError):
         pytest.skip('not glibc 2.33 or later')
-    collections = _backup.__file__.split(os.sep + 'ansible_collections' + os.sep)[0]
+    collections = _backup.__file__.split(os.sep + 'ansible_collections' + os.sep, maxsplit=1)[0]
     env = dict((name, value) for name, value in os.environ.items()
                if not name.startswith(('MALLOC_', 'GLIBC_TUNABLES')))  # those would set the threshold themselves
     env['PYTHONPATH'] = collections
