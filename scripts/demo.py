@@ -124,7 +124,7 @@ def main(prefix="demo", line="3.6"):
         ]
         for text, ok in checks:
             print("  [%s] %s" % ("ok" if ok else "FAILED", text))
-        if not all(ok for _, ok in checks):
+        if not all(check[1] for check in checks):
             sys.exit("demo failed: a check did not hold (keys found: %d)" % len(got))
         print("\ndemo passed in %.0f s" % (time.monotonic() - begun))
     finally:
