@@ -316,18 +316,20 @@ def write_marker(directory, record):
     os.chmod(path, 0o600)
 
 
+def _same_identity(marker, identity):
+    return bool(marker) and all(marker.get(field) == identity.get(field) for field in IDENTITY_FIELDS)
+
+
 def marker_matches(marker, sha256, identity):
     """True when the marker says data_dir was restored from this snapshot for this member identity."""
-    if not marker or marker.get('snapshot_sha256') != sha256:
-        return False
-    return all(marker.get(field) == identity.get(field) for field in IDENTITY_FIELDS)
+    return _same_identity(marker, identity) and marker.get('snapshot_sha256') == sha256
 
 
 def marker_may_match(marker, fingerprint, identity):
     """False when the marker certainly is not of this snapshot and member identity: another identity, or a quick
     fingerprint (_snapshot.file_fingerprint) that differs from the file's. True when only the sha256 of the whole
     file can tell (the fingerprints are equal, or the marker is older than fingerprints and has none)."""
-    if not marker or not all(marker.get(field) == identity.get(field) for field in IDENTITY_FIELDS):
+    if not _same_identity(marker, identity):
         return False
     recorded = marker.get('snapshot_fingerprint')
     return recorded is None or recorded == fingerprint
