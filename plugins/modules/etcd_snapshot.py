@@ -183,6 +183,18 @@ options:
         image tag).
     type: bool
     default: false
+  verified_status:
+    description:
+      - With O(state=restored), the status of this very snapshot file from an earlier read, that is the registered result of
+        this module in check mode (a restore's plan) or with O(state=status).
+      - When its C(fingerprint) is the file's and its trailer was valid, the database is not walked again; the file's
+        sha256 is still computed whole (beside etcdutl) and must equal its C(sha256), else the module fails with
+        nothing changed (the file changed since it was read). The revision, hash and key counts are then taken from
+        it.
+      - When its fingerprint is not the file's, it is ignored and the file is read whole.
+      - A dict without the status fields (C(fingerprint), C(sha256), C(trailer), C(revision), C(hash), C(total_key),
+        C(live_keys), C(total_size), C(version)) is refused.
+    type: dict
 attributes:
   check_mode:
     support: full
@@ -341,6 +353,20 @@ sha256:
   returned: when a snapshot file was read
   type: str
   sample: b608059492cd97194ee1ba60f57f0bfa38398c0d3b6a8cd48f3173ee55884c6b
+fingerprint:
+  description:
+    - A quick fingerprint of the file read from its ends (size, the sha256 of its first 64 KiB, its last 32 bytes);
+      files with different fingerprints differ. O(verified_status) uses it to know the status is of this file.
+  returned: with O(state=status) and O(state=restored)
+  type: str
+  sample: "v1:1395359776:5f0c...:b608..."
+database_walked:
+  description:
+    - With O(state=restored), whether this run read the snapshot's database (V(false) when O(verified_status) stood
+      for it and only the file's sha256 was computed, or when nothing had to be read).
+  returned: when O(state=restored)
+  type: bool
+  sample: false
 trailer:
   description:
     - V(valid) when the file ends with etcd's sha256 trailer and it matches the database; restore checks it.
@@ -560,6 +586,7 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import (
     MEGABYTE,
     SnapshotError,
     candidates,
+    file_digest,
     file_fingerprint,
     fingerprint_size,
     has_trailer_size,
@@ -590,6 +617,37 @@ def file_status(path):
     return dict((field, status[field]) for field in STATUS_FIELDS)
 
 
+def read_status(path, known=None):
+    """file_status(), or with known (verified_for()) only the file's sha256, which must be known's: the rest of the
+    status is then known's (SnapshotError kind 'snapshot_changed' when the sha256 differs)."""
+    if known is None:
+        return file_status(path)
+    digest = file_digest(path)
+    if digest['sha256'] != known['sha256']:
+        raise SnapshotError('its sha256 %s is not the one in verified_status (%s): it changed since it was read; run '
+                            'again to read it afresh' % (digest['sha256'][:12], known['sha256'][:12]),
+                            kind='snapshot_changed')
+    status = dict(known)
+    status.update(digest)
+    return status
+
+
+def verified_for(module, fingerprint):
+    """The status fields of params['verified_status'] when it is of the file with this fingerprint and its trailer
+    was valid; None when it is not given or of another file. Fails the module when it lacks status fields."""
+    given = module.params['verified_status']
+    if not given:
+        return None
+    missing = [field for field in STATUS_FIELDS + ('fingerprint',) if field not in given]
+    if missing:
+        module.fail_json(msg='verified_status lacks %s: give the registered result of etcd_snapshot in check mode or '
+                             'with state=status for this file; nothing was changed' % ', '.join(missing),
+                         error_kind='bad_input')
+    if given['fingerprint'] != fingerprint or given['trailer'] != 'valid':
+        return None
+    return dict((field, given[field]) for field in STATUS_FIELDS)
+
+
 def summary(status):
     """What diff mode shows of a snapshot file."""
     if not status:
@@ -601,6 +659,10 @@ def state_status(module):
     path = module.params['path']
     try:
         status = file_status(path)
+    except SnapshotError as error:
+        module.fail_json(msg=error.msg, error_kind=error.kind, path=path)
+    try:
+        status['fingerprint'] = file_fingerprint(path)
     except SnapshotError as error:
         module.fail_json(msg=error.msg, error_kind=error.kind, path=path)
     if status['trailer'] == 'mismatch':
@@ -781,14 +843,16 @@ def state_restored(module):
         fingerprint = file_fingerprint(path)
     except SnapshotError as error:
         snapshot_unusable(module, path, error, result)
+    known = verified_for(module, fingerprint)
+    result.update(fingerprint=fingerprint, database_walked=False)
     status = None
     if module.check_mode or (not params['skip_hash_check'] and not has_trailer_size(fingerprint_size(fingerprint))):
-        status = checked_status(module, path, result)
+        status = checked_status(module, path, result, known)
 
     # 2. already restored from this very snapshot for this member: nothing to do
     marker = read_marker(data_dir)
     if not params['force'] and marker_may_match(marker, fingerprint, identity):
-        status = status or checked_status(module, path, result)
+        status = status or checked_status(module, path, result, known)
         if marker_matches(marker, status['sha256'], identity):
             result.update(changed=False, restored_at=marker.get('restored_at'), moved_to=marker.get('moved_to'),
                           msg='%s was already restored from this snapshot (sha256 %s) at %s; set force=true to '
@@ -865,7 +929,7 @@ def state_restored(module):
     try:
         restore_locked(module, result, dict(path=path, data_dir=data_dir, restoring=restoring, identity=identity,
                                             status=status, fingerprint=fingerprint, argv=argv, tool=tool, bump=bump,
-                                            stamp=stamp, diff=diff))
+                                            stamp=stamp, diff=diff, known=known))
     finally:
         lock.__exit__()
 
@@ -886,14 +950,15 @@ def status_refusal(path, status, skip_hash_check):
     return None
 
 
-def checked_status(module, path, result):
+def checked_status(module, path, result, known=None):
     """The snapshot's status, read before anything is touched (its fields go into result); fails the module, with
     nothing changed, when it is not a snapshot to restore."""
     try:
-        status = file_status(path)
+        status = read_status(path, known)
     except SnapshotError as error:
         snapshot_unusable(module, path, error, result)
     result.update((field, status[field]) for field in STATUS_FIELDS)
+    result['database_walked'] = known is None
     refusal = status_refusal(path, status, module.params['skip_hash_check'])
     if refusal:
         module.fail_json(msg='%s; nothing was changed%s' % (
@@ -914,7 +979,7 @@ def restore_and_check(module, result, job):
     """etcdutl into the restoring dir, the snapshot's status read beside it when it is not known yet: (status,
     what ran). On any failure the restoring dir is removed and the module fails; the data dir is not touched."""
     path, data_dir, restoring, status = (job[k] for k in ('path', 'data_dir', 'restoring', 'status'))
-    checking = Background(file_status, path).start() if status is None else None
+    checking = Background(read_status, path, job['known']).start() if status is None else None
     failed, ran = None, None
     try:
         remove_restoring(restoring)
@@ -936,6 +1001,7 @@ def restore_and_check(module, result, job):
             discard(restoring)
             snapshot_unusable(module, path, error, result, done=untouched)
         result.update((field, status[field]) for field in STATUS_FIELDS)
+        result['database_walked'] = job['known'] is None
         refusal = status_refusal(path, status, module.params['skip_hash_check'])
         if refusal:
             discard(restoring)
@@ -963,7 +1029,7 @@ def restore_locked(module, result, job):
     stamp, tool, bump, fingerprint = job['stamp'], job['tool'], job['bump'], job['fingerprint']
     marker = read_marker(data_dir)
     if not module.params['force'] and marker_may_match(marker, fingerprint, identity):
-        status = status or checked_status(module, path, result)
+        status = status or checked_status(module, path, result, job['known'])
         if marker_matches(marker, status['sha256'], identity):
             add_diff(module, result, job['diff'], status)
             result.update(changed=False, restored_at=marker.get('restored_at'), moved_to=marker.get('moved_to'),
@@ -974,7 +1040,7 @@ def restore_locked(module, result, job):
     had_data = os.path.lexists(data_dir) and not (os.path.isdir(data_dir) and not data_entries(data_dir, restoring))
     record = None
     if not had_data and marker_may_match(read_marker(restoring), fingerprint, identity):
-        status = status or checked_status(module, path, result)
+        status = status or checked_status(module, path, result, job['known'])
     if not had_data and status and interrupted_swap(restoring, data_dir, status['sha256'], identity):
         # a run killed after etcdutl finished and the old data dir was moved aside: only the swap is left to do
         record = read_marker(restoring)
@@ -1043,6 +1109,7 @@ def main():
         mark_compacted=dict(type='bool', default=True),
         skip_hash_check=dict(type='bool', default=False),
         allow_version_mismatch=dict(type='bool', default=False),
+        verified_status=dict(type='dict'),
     )
     module = AnsibleModule(argument_spec=argument_spec, required_together=CONNECTION_REQUIRED_TOGETHER,
                            supports_check_mode=True)

@@ -482,6 +482,51 @@ def test_a_snapshot_that_changes_while_it_is_restored_is_refused_and_nothing_cha
     assert listing(host['root']) == before and old_data_at(host['data'])
 
 
+def plan_of(host):
+    """What restore.yml passes as verified_status: the status fields of the check-mode plan's result."""
+    out = restore(host, check=True).result
+    return dict((k, out[k]) for k in etcd_snapshot.STATUS_FIELDS + ('fingerprint',))
+
+
+def test_a_verified_status_of_this_file_spares_the_database_walk_but_not_the_sha256(host, status_reads, monkeypatch):
+    plan = plan_of(host)
+    del status_reads[:]
+    digests = []
+    real_digest = etcd_snapshot.file_digest
+    monkeypatch.setattr(etcd_snapshot, 'file_digest', lambda path: digests.append(path) or real_digest(path))
+    out = restore(host, verified_status=plan).result
+    assert out['restored'] and not out['database_walked'] and status_reads == [] and len(digests) == 1
+    assert dict((k, out[k]) for k in plan) == plan
+    assert marker_of(host['data'])['revision'] == plan['revision']
+    # the second run, with the same plan: nothing to do, and still no walk
+    again = restore(host, verified_status=plan).result
+    assert not again['changed'] and status_reads == [] and len(host['tool'].restores) == 1
+
+
+def test_a_verified_status_whose_sha256_is_not_the_files_fails_and_nothing_changes(host):
+    plan = dict(plan_of(host), sha256='0' * 64)  # same ends, another middle: the file changed since the plan
+    before = listing(host['root'])
+    result = restore(host, verified_status=plan)
+    assert result.failed and result.result['error_kind'] == 'snapshot_changed', result.result
+    assert 'verified_status' in result.result['msg'] and listing(host['root']) == before and old_data_at(host['data'])
+
+
+def test_a_verified_status_of_another_file_is_ignored_and_the_file_read_whole(host, status_reads):
+    plan = plan_of(host)
+    shutil.copy(OTHER_SNAPSHOT, str(host['root'] / 'snapshot.db'))  # replaced after the plan
+    del status_reads[:]
+    out = restore(host, verified_status=plan).result
+    assert out['restored'] and out['database_walked'] and status_reads == [dict(main=False, etcdutl_started=True)]
+    assert out['sha256'] != plan['sha256'] and marker_of(host['data'])['snapshot_sha256'] == out['sha256']
+
+
+def test_a_verified_status_without_the_status_fields_is_refused(host):
+    before = listing(host['root'])
+    result = restore(host, verified_status=dict(sha256='0' * 64))
+    assert result.failed and result.result['error_kind'] == 'bad_input' and 'fingerprint' in result.result['msg']
+    assert listing(host['root']) == before and not host['tool'].restores
+
+
 # -- killed half-way and run again (restore.yml killed after the old data dirs were moved aside) --------------
 
 class Killed(BaseException):
