@@ -174,7 +174,7 @@ def run(lab):
         a_etcdutl_restore_by_hand_s=dict(before=round(a_before, 2), after=round(a_after, 2), mean=round(a, 2)),
         b_restore_step_3_members_s=round(b, 2),
         b_per_host=dict((h, dict(module_seconds=r.get("duration_seconds"), etcdutl_seconds=r.get("restore_seconds"),
-                                                  database_walked=r.get("database_walked")))
+                                 database_walked=r.get("database_walked")))
                         for h, r in per_host.items()),
         ratio_b_over_a=round(b / a, 3), goal_b="<= 1.5",
         c_playbook_time_to_recovery_s=round(wall, 1),
