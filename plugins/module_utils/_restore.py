@@ -335,43 +335,6 @@ def marker_may_match(marker, fingerprint, identity):
     return recorded is None or recorded == fingerprint
 
 
-class Background(object):
-    """Run function(*args) in a thread; join() returns its result or raises what it raised.
-
-    The restore reads the snapshot's status (sha256, trailer, bbolt walk) this way while etcdutl runs: both read
-    the same file, so it is read from the disk once, and the hashing (hashlib and file reads release the GIL)
-    runs beside etcdutl instead of before it.
-    """
-
-    def __init__(self, function, *args):
-        import threading
-        self.result = None
-        self.error = None
-        self.seconds = None
-        self._function = function
-        self._args = args
-        self._thread = threading.Thread(target=self._run, name='etcdops-%s' % getattr(function, '__name__', 'job'))
-        self._thread.daemon = True  # never keeps the module alive after it has exited
-
-    def _run(self):
-        started = time.monotonic()
-        try:
-            self.result = self._function(*self._args)
-        except BaseException as exc:  # pylint: disable=broad-except
-            self.error = exc
-        self.seconds = time.monotonic() - started
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def join(self):
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
 def _flag_value(argv, name):
     for index, item in enumerate(argv):
         for dashes in ('--', '-'):

@@ -562,7 +562,6 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._manifest import Mani
 from ansible_collections.etcdops.etcd.plugins.module_utils._restore import (
     DEFAULT_BUMP_REVISION,
     RestoreError,
-    Background,
     RestoreLock,
     cluster_string,
     data_entries,
@@ -593,6 +592,7 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import (
     save,
     snapshot_status,
 )
+from ansible_collections.etcdops.etcd.plugins.module_utils._threads import InThread
 
 STATUS_FIELDS = ('hash', 'revision', 'total_key', 'live_keys', 'total_size', 'version', 'size', 'sha256', 'trailer')
 
@@ -979,7 +979,7 @@ def restore_and_check(module, result, job):
     """etcdutl into the restoring dir, the snapshot's status read beside it when it is not known yet: (status,
     what ran). On any failure the restoring dir is removed and the module fails; the data dir is not touched."""
     path, data_dir, restoring, status = (job[k] for k in ('path', 'data_dir', 'restoring', 'status'))
-    checking = Background(read_status, path, job['known']).start() if status is None else None
+    checking = InThread(read_status, path, job['known']).start() if status is None else None
     failed, ran = None, None
     try:
         remove_restoring(restoring)

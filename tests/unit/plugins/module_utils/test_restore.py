@@ -12,7 +12,7 @@ import stat
 import pytest
 
 from ansible_collections.etcdops.etcd.plugins.module_utils._restore import (
-    DEFAULT_BUMP_REVISION, Background, RestoreError, Tool, cluster_string, detect_tool, marker_may_match,
+    DEFAULT_BUMP_REVISION, RestoreError, Tool, cluster_string, detect_tool, marker_may_match,
     restore_argv, run_restore,
 )
 
@@ -259,18 +259,3 @@ def test_a_marker_may_match_only_with_the_same_identity_and_no_other_fingerprint
     del older['snapshot_fingerprint']
     assert marker_may_match(older, 'v1:10:h:u', IDENTITY)  # a marker without one: only the sha256 can tell
     assert not marker_may_match(None, 'v1:10:h:t', IDENTITY)
-
-
-def test_background_returns_the_result_or_raises_what_the_job_raised():
-    import threading
-    seen = []
-
-    def job(value):
-        seen.append(threading.current_thread() is not threading.main_thread())
-        if value is None:
-            raise RestoreError('no value', kind='bad_input')
-        return value * 2
-    assert Background(job, 21).start().join() == 42 and seen == [True]
-    with pytest.raises(RestoreError) as caught:
-        Background(job, None).start().join()
-    assert caught.value.kind == 'bad_input'
