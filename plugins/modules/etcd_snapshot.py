@@ -867,7 +867,9 @@ def state_restored(module):
                              'etcdops.etcd.static_pod_manifest state=absent wait=stopped); nothing was changed'
                          % '; '.join(running), error_kind='etcd_running', **result)
     if running:
-        module.warn('etcd runs (%s): a real run would refuse until it is stopped' % '; '.join(running))
+        module.warn('etcd runs (%s): the restore itself needs it stopped, and a real run refuses until it is (stop it '
+                    'with etcdops.etcd.static_pod_manifest state=absent wait=stopped, as restore.yml does after '
+                    'its plan)' % '; '.join(running))
 
     # 4. the tool of the server's line
     try:
