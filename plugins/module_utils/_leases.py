@@ -39,7 +39,9 @@ def read_leases(client, prefix=DEFAULT_PREFIX):
     key = prefix.encode('utf-8')
 
     def get_range(connection, timeout, metadata):
-        request = etcdrpc.RangeRequest(key=key, range_end=prefix_range_end(key), keys_only=True)
+        # not keys_only: etcd 3.7 leaves the lease id out of a keys-only range (etcd-io/etcd#22209), and the
+        # values under the prefix are a few small Endpoints objects
+        request = etcdrpc.RangeRequest(key=key, range_end=prefix_range_end(key))
         return connection.stub('KVStub').Range(request, timeout=timeout, metadata=metadata)
 
     response = client._any(get_range)  # pylint: disable=protected-access
