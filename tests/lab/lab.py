@@ -473,7 +473,8 @@ class Lab:
         result = self.etcdctl(runners[0], "endpoint", "status", "-w", "json", endpoints=self.client_endpoints(hosts),
                               check=False, timeout=30)
         try:
-            return json.loads(result.stdout) if result.stdout.strip() else []
+            # etcdctl prints `null` when no endpoint answers (e.g. every member restarting)
+            return (json.loads(result.stdout) if result.stdout.strip() else []) or []
         except ValueError:
             return []
 
