@@ -4,39 +4,34 @@
 
 * ``InThread(function, *args).start()``, then ``join()``: the function's result, or what it raised, raised in
   the caller's thread. A restore reads the snapshot's status this way while etcdutl runs; a backup walks the
-  snapshot's database while the snapshot is still being written.
+  snapshot's database this way once it is written, while the last parts of the upload go out.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import threading
-import time
 
 
 class InThread(object):
     """Run function(*args) in a daemon thread; join() returns its result or raises what it raised.
 
-    ``seconds`` is how long the function ran (None until it has returned). The thread never keeps the process
-    alive: a module that exits (or fails) while it runs does not wait for it.
+    The thread never keeps the process alive: a module that exits (or fails) while it runs does not wait for it.
     """
 
     def __init__(self, function, *args):
         self.result = None
         self.error = None
-        self.seconds = None
         self._function = function
         self._args = args
         self._thread = threading.Thread(target=self._run, name='etcdops-%s' % getattr(function, '__name__', 'job'))
         self._thread.daemon = True
 
     def _run(self):
-        started = time.monotonic()
         try:
             self.result = self._function(*self._args)
         except BaseException as exc:  # pylint: disable=broad-except
             self.error = exc
-        self.seconds = time.monotonic() - started
 
     def start(self):
         self._thread.start()

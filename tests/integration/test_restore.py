@@ -24,6 +24,7 @@ pytestmark = pytest.mark.lab
 # Proved on one line in the suite; ETCDOPS_RESTORE_LINES="3.4 3.5 3.7" runs it on other lines by hand.
 LAB_LINES = os.environ.get("ETCDOPS_RESTORE_LINES", "3.6").split()
 PREFIX = "/restore-test/"
+RESTORE_STEP = "Restore the snapshot into each member's data dir (all hosts at once; the old data dir is moved aside)"
 KEYS = 10000
 LATER = 1000
 BATCH = 100  # puts per etcdctl txn (etcd's --max-txn-ops is 128)
@@ -216,6 +217,9 @@ def test_restore_every_member_from_one_snapshot(lab, tmp_path):
         assert not lab.exec(host, ["sh", "-c", "ls -d /var/lib/etcd.restoring /var/lib/etcd/.etcdops-restore.restoring "
                                    "2>/dev/null"], check=False).stdout.strip()
     assert done.result("Wait until every member agrees (hashkv at one revision)")["agree"]
+    # the restore step took the plan's status of the same file (verified_status): the plan alone read the database
+    restored = [r for n, h, r in done.results(RESTORE_STEP) if not r.get("skipped")]
+    assert len(restored) == 3 and all(r["database_walked"] is False for r in restored), restored
 
     # exactly the keys of the snapshot, with their values
     lab.wait_healthy(timeout=60)
