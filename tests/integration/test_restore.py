@@ -217,9 +217,11 @@ def test_restore_every_member_from_one_snapshot(lab, tmp_path):
         assert not lab.exec(host, ["sh", "-c", "ls -d /var/lib/etcd.restoring /var/lib/etcd/.etcdops-restore.restoring "
                                    "2>/dev/null"], check=False).stdout.strip()
     assert done.result("Wait until every member agrees (hashkv at one revision)")["agree"]
-    # the restore step took the plan's status of the same file (verified_status): the plan alone read the database
+    # where the restore step ran again (not where the killed run had finished every member: then only etcd is
+    # started), it took the plan's status of the same file (verified_status): the plan alone read the database
     restored = [r for n, h, r in done.results(RESTORE_STEP) if not r.get("skipped")]
-    assert len(restored) == 3 and all(r["database_walked"] is False for r in restored), restored
+    assert all(r["database_walked"] is False for r in restored), restored
+    print("restore step ran again on %d host(s), database walked on none" % len(restored))
 
     # exactly the keys of the snapshot, with their values
     lab.wait_healthy(timeout=60)
