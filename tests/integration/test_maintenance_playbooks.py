@@ -99,7 +99,15 @@ def fragment(lab, host="cp1"):
 def defrag_log_times(lab, host):
     """Timestamps of the lines of a member's etcd log about defragmentation."""
     ids = lab.exec(host, ["crictl", "ps", "-a", "--name", "^etcd$", "-q"]).stdout.split()
-    text = "".join(lab.exec(host, ["sh", "-c", "crictl logs -t %s 2>&1" % cid]).stdout for cid in ids)
+    text = ""
+    for cid in ids:
+        # An exited container listed a moment ago may be gone by now: the kubelet's container GC keeps only the
+        # last exited attempt. Its log holds nothing of the defragmentation this test runs on live members.
+        shown = lab.exec(host, ["sh", "-c", "crictl logs -t %s 2>&1" % cid], check=False)
+        if shown.returncode == 0:
+            text += shown.stdout
+        elif "not found" not in shown.stdout:
+            raise AssertionError("crictl logs %s on %s: %s" % (cid, host, shown.stdout))
     return [line.split()[0] for line in text.splitlines() if "defrag" in line.lower() and line[:4].isdigit()]
 
 
