@@ -187,10 +187,12 @@ options:
     description:
       - With O(state=restored), the status of this very snapshot file from an earlier read, that is the registered result of
         this module in check mode (a restore's plan) or with O(state=status).
-      - When its C(fingerprint) is the file's and its trailer was valid, the database is not walked again; the file's
-        sha256 is still computed whole (beside etcdutl) and must equal its C(sha256), else the module fails with
-        nothing changed (the file changed since it was read). The revision, hash and key counts are then taken from
-        it.
+      - When its C(fingerprint) is the file's and its trailer was valid, the file is not read again: the fingerprint
+        holds the trailer (the sha256 of the database) and etcdutl checks the database against it while it restores,
+        so a file that passes has the same content; its revision, hash, key counts and sha256 are taken from
+        O(verified_status). With O(skip_hash_check=true), or when the status is needed before etcdutl runs (check
+        mode, a data dir already restored), the file's sha256 is computed whole and must equal its C(sha256), else
+        the module fails with nothing changed (the file changed since it was read).
       - When its fingerprint is not the file's, it is ignored and the file is read whole.
       - A dict without the status fields (C(fingerprint), C(sha256), C(trailer), C(revision), C(hash), C(total_key),
         C(live_keys), C(total_size), C(version)) is refused.
@@ -363,7 +365,7 @@ fingerprint:
 database_walked:
   description:
     - With O(state=restored), whether this run read the snapshot's database (V(false) when O(verified_status) stood
-      for it and only the file's sha256 was computed, or when nothing had to be read).
+      for it, or when nothing had to be read).
   returned: when O(state=restored)
   type: bool
   sample: false
@@ -617,11 +619,17 @@ def file_status(path):
     return dict((field, status[field]) for field in STATUS_FIELDS)
 
 
-def read_status(path, known=None):
+def read_status(path, known=None, trailer_checked=False):
     """file_status(), or with known (verified_for()) only the file's sha256, which must be known's: the rest of the
-    status is then known's (SnapshotError kind 'snapshot_changed' when the sha256 differs)."""
+    status is then known's (SnapshotError kind 'snapshot_changed' when the sha256 differs).
+
+    trailer_checked: etcdutl checks the file against its sha256 trailer while it restores it. The trailer is the
+    last 32 bytes, part of the fingerprint that matched known's, and known's trailer was valid: a file that passes
+    that check has known's content, so nothing is read here and the status is known's."""
     if known is None:
         return file_status(path)
+    if trailer_checked:
+        return dict(known)
     digest = file_digest(path)
     if digest['sha256'] != known['sha256']:
         raise SnapshotError('its sha256 %s is not the one in verified_status (%s): it changed since it was read; run '
@@ -981,13 +989,19 @@ def restore_and_check(module, result, job):
     """etcdutl into the restoring dir, the snapshot's status read beside it when it is not known yet: (status,
     what ran). On any failure the restoring dir is removed and the module fails; the data dir is not touched."""
     path, data_dir, restoring, status = (job[k] for k in ('path', 'data_dir', 'restoring', 'status'))
-    checking = InThread(read_status, path, job['known']).start() if status is None else None
+    # with verified_status of this file, etcdutl's check of the trailer stands for reading it (read_status())
+    trusted = status is None and job['known'] is not None and not module.params['skip_hash_check']
+    checking = InThread(read_status, path, job['known'], trusted).start() if status is None else None
     failed, ran = None, None
     try:
         remove_restoring(restoring)
         ran = run_restore(module, job['argv'], job['tool'].env)
     except (RestoreError, OSError, IOError) as error:
         failed = (getattr(error, 'kind', 'write_failed'), getattr(error, 'msg', None) or str(error))
+    if failed and trusted:
+        # etcdutl refused or broke and the file was not read: its sha256 says whether it changed since it was read
+        checking.join()
+        checking = InThread(read_status, path, job['known']).start()
     if checking is not None:
         # the status decides before etcdutl's own words: a damaged snapshot fails both, and it says why
         untouched = 'the restore into %s was removed and the data dir %s was not touched: nothing was changed' % (

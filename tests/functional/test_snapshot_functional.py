@@ -182,6 +182,72 @@ def test_save_from_a_follower_status_as_etcdutl_restore_and_read_back(cluster, t
     assert marker == b'written before the snapshot'
 
 
+def run_etcd_snapshot(monkeypatch, args):
+    """etcd_snapshot.main() in this process with these args: (failed, result)."""
+    from ansible_collections.etcdops.etcd.plugins.modules import etcd_snapshot
+    from ansible_collections.etcdops.etcd.tests.unit.plugins.modules.etcd_fakes import (
+        ModuleExit, capture_exit, module_args,
+    )
+    capture_exit(monkeypatch)
+    with module_args(args):
+        with pytest.raises(ModuleExit) as caught:
+            etcd_snapshot.main()
+    return caught.value.failed, caught.value.result
+
+
+def test_restore_with_the_plans_status_leaves_the_trailer_check_to_the_lines_tool(line, cluster_factory, tmp_path,
+                                                                                monkeypatch):
+    """restore.yml gives the restore step its plan's status (verified_status), so the module does not read the
+    snapshot again and relies on the line's own tool checking the sha256 trailer (part of the fingerprint). With
+    the real tool: a file changed in its middle since the plan (same size and ends, so the same fingerprint) is
+    refused with nothing changed; the file as planned restores with the plan's status, unread."""
+    from ansible_collections.etcdops.etcd.plugins.modules.etcd_snapshot import STATUS_FIELDS
+    from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import file_fingerprint
+    from ansible_collections.etcdops.etcd.tests.unit.plugins.modules.etcd_fakes import listing
+    cluster = cluster_factory(line, size=1)
+    path = tmp_path / 'snapshot.db'
+    with EtcdClient(cluster.endpoints, **cluster.tls()) as client:
+        for index in range(400):
+            client.put('/etcdops/plan/k%03d' % index, 'v' * 1000)
+        save(client, candidates(client, 'follower')[1], str(path), timeout=60)
+    size = path.stat().st_size
+    assert size > 4 * 65536, size  # the flipped byte below lies outside the fingerprint's first 64 KiB
+    tools = etcd_tools(cluster.line)
+    host = tmp_path / 'host'
+    (host / 'manifests').mkdir(parents=True)
+    (host / 'parked').mkdir()
+    data_dir = host / 'etcd'
+    (data_dir / 'member').mkdir(parents=True)
+    (data_dir / 'member' / 'old').write_bytes(b'old data')
+    peer = 'http://127.0.0.1:%d' % free_port()
+    args = dict(state='restored', path=str(path), data_dir=str(data_dir), manifests_dir=str(host / 'manifests'),
+                parking_dir=str(host / 'parked'), etcdutl=tools['etcdutl'] or tools['etcdctl'], name='r1',
+                initial_cluster='r1=' + peer, initial_advertise_peer_urls=peer, initial_cluster_token='plan')
+    failed, plan = run_etcd_snapshot(monkeypatch, dict(args, _ansible_check_mode=True))
+    assert not failed and plan['changed'] and plan['database_walked'], plan
+    verified = dict((field, plan[field]) for field in STATUS_FIELDS + ('fingerprint',))
+
+    original = path.read_bytes()
+    damaged = bytearray(original)
+    damaged[size // 2] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    assert file_fingerprint(str(path)) == plan['fingerprint']
+    before = listing(host)
+    failed, refused = run_etcd_snapshot(monkeypatch, dict(args, verified_status=verified))
+    assert failed and refused['error_kind'] == 'snapshot_changed', refused
+    assert 'was not touched' in refused['msg'] and listing(host) == before
+
+    path.write_bytes(original)
+    failed, done = run_etcd_snapshot(monkeypatch, dict(args, verified_status=verified))
+    assert not failed and done['restored'] and not done['database_walked'], done
+    assert done['sha256'] == plan['sha256'] and done['revision'] == plan['revision'], done
+    assert os.path.getsize(str(data_dir / 'member' / 'snap' / 'db')) > 0
+    with open(os.path.join(done['moved_to'], 'member', 'old'), 'rb') as handle:
+        assert handle.read() == b'old data'
+    failed, again = run_etcd_snapshot(monkeypatch, dict(args, verified_status=verified))
+    assert not failed and not again['changed'], again
+
+
 def test_the_leader_and_a_named_member_serve_when_asked(cluster, tmp_path):
     with EtcdClient(cluster.endpoints, **cluster.tls()) as client:
         dummy, order, dummy = candidates(client, 'leader')

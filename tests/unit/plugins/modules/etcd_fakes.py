@@ -10,6 +10,7 @@ __metaclass__ = type
 
 import contextlib
 import json
+import os
 from unittest import mock
 
 import pytest
@@ -65,6 +66,16 @@ def capture_exit(monkeypatch):
     monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, text: warnings.append(text))
     monkeypatch.setattr(basic.AnsibleModule, 'log', lambda self, *args, **kwargs: None)
     return warnings
+
+
+def listing(root):
+    """Every path under root with its size: what 'nothing changed' is checked against."""
+    found = {}
+    for directory, dirs, files in os.walk(str(root)):
+        for name in dirs + files:
+            path = os.path.join(directory, name)
+            found[os.path.relpath(path, str(root))] = os.path.getsize(path) if os.path.isfile(path) else None
+    return found
 
 
 def member(index, name=None, learner=False, started=True):

@@ -22,7 +22,9 @@ from ansible.module_utils import basic
 
 from ansible_collections.etcdops.etcd.plugins.module_utils._restore import MARKER
 from ansible_collections.etcdops.etcd.plugins.modules import etcd_snapshot
-from ansible_collections.etcdops.etcd.tests.unit.plugins.modules.etcd_fakes import ModuleExit, capture_exit, module_args
+from ansible_collections.etcdops.etcd.tests.unit.plugins.modules.etcd_fakes import (
+    ModuleExit, capture_exit, listing, module_args,
+)
 
 HERE = os.path.dirname(__file__)
 SNAPSHOT = os.path.join(HERE, '..', '..', 'fixtures', 'snapshots', 'etcd-3.5.db')
@@ -60,7 +62,14 @@ class FakeTool(object):
             os.makedirs(os.path.join(target, 'member', 'wal'))
             if self.fail:
                 return 1, '', self.fail
-            shutil.copy(argv[3], os.path.join(target, 'member', 'snap', 'db'))
+            db = os.path.join(target, 'member', 'snap', 'db')
+            shutil.copy(argv[3], db)
+            with open(db, 'rb') as handle:
+                body = handle.read()
+            if len(body) % 512 == 32 and '--skip-hash-check' not in argv:  # etcdutl checks the trailer it copied
+                import hashlib
+                if hashlib.sha256(body[:-32]).digest() != body[-32:]:
+                    return 1, '', 'Error: expected sha256 %r, got %r' % (body[-32:], hashlib.sha256(body[:-32]).digest())
             return 0, '', 'restored snapshot'
         return 127, '', 'unexpected %s' % argv
 
@@ -102,16 +111,6 @@ def restore(host, check=False, diff=False, **over):
         with pytest.raises(ModuleExit) as caught:
             etcd_snapshot.main()
     return caught.value
-
-
-def listing(root):
-    """Every path under root with its size: what 'nothing changed' is checked against."""
-    found = {}
-    for directory, dirs, files in os.walk(str(root)):
-        for name in dirs + files:
-            path = os.path.join(directory, name)
-            found[os.path.relpath(path, str(root))] = os.path.getsize(path) if os.path.isfile(path) else None
-    return found
 
 
 def old_data_at(path):
@@ -488,27 +487,58 @@ def plan_of(host):
     return dict((k, out[k]) for k in etcd_snapshot.STATUS_FIELDS + ('fingerprint',))
 
 
-def test_a_verified_status_of_this_file_spares_the_database_walk_but_not_the_sha256(host, status_reads, monkeypatch):
-    plan = plan_of(host)
-    del status_reads[:]
+def counted_digests(monkeypatch):
     digests = []
     real_digest = etcd_snapshot.file_digest
     monkeypatch.setattr(etcd_snapshot, 'file_digest', lambda path: digests.append(path) or real_digest(path))
+    return digests
+
+
+def test_a_verified_status_of_this_file_spares_reading_it_while_etcdutl_checks_its_trailer(host, status_reads,
+                                                                                           monkeypatch):
+    plan = plan_of(host)
+    del status_reads[:]
+    digests = counted_digests(monkeypatch)
     out = restore(host, verified_status=plan).result
-    assert out['restored'] and not out['database_walked'] and status_reads == [] and len(digests) == 1
+    assert out['restored'] and not out['database_walked'] and status_reads == [] and digests == []
+    assert '--skip-hash-check' not in host['tool'].restores[0][0]
     assert dict((k, out[k]) for k in plan) == plan
     assert marker_of(host['data'])['revision'] == plan['revision']
+    assert marker_of(host['data'])['snapshot_sha256'] == plan['sha256']
     # the second run, with the same plan: nothing to do, and still no walk
     again = restore(host, verified_status=plan).result
     assert not again['changed'] and status_reads == [] and len(host['tool'].restores) == 1
 
 
-def test_a_verified_status_whose_sha256_is_not_the_files_fails_and_nothing_changes(host):
+def test_with_skip_hash_check_a_verified_status_spares_the_walk_but_not_the_sha256(host, status_reads, monkeypatch):
+    plan = plan_of(host)
+    del status_reads[:]
+    digests = counted_digests(monkeypatch)
+    out = restore(host, verified_status=plan, skip_hash_check=True).result
+    assert out['restored'] and not out['database_walked'] and status_reads == [] and len(digests) == 1
+
+
+def test_with_skip_hash_check_a_verified_status_whose_sha256_is_not_the_files_fails_and_nothing_changes(host):
     plan = dict(plan_of(host), sha256='0' * 64)  # same ends, another middle: the file changed since the plan
+    before = listing(host['root'])
+    result = restore(host, verified_status=plan, skip_hash_check=True)
+    assert result.failed and result.result['error_kind'] == 'snapshot_changed', result.result
+    assert 'verified_status' in result.result['msg'] and listing(host['root']) == before and old_data_at(host['data'])
+
+
+def test_a_file_changed_in_its_middle_since_the_plan_is_refused_by_the_trailer_check_and_nothing_changes(
+        host, monkeypatch):
+    plan = plan_of(host)
+    path = host['root'] / 'snapshot.db'
+    body = bytearray(path.read_bytes())
+    body[len(body) // 2] ^= 0xFF  # one flipped byte; the fingerprint below stands for "same size and same ends"
+    path.write_bytes(bytes(body))
+    monkeypatch.setattr(etcd_snapshot, 'file_fingerprint', lambda p: plan['fingerprint'])
     before = listing(host['root'])
     result = restore(host, verified_status=plan)
     assert result.failed and result.result['error_kind'] == 'snapshot_changed', result.result
-    assert 'verified_status' in result.result['msg'] and listing(host['root']) == before and old_data_at(host['data'])
+    assert 'verified_status' in result.result['msg'] and 'was not touched' in result.result['msg']
+    assert len(host['tool'].restores) == 1 and listing(host['root']) == before and old_data_at(host['data'])
 
 
 def test_a_verified_status_of_another_file_is_ignored_and_the_file_read_whole(host, status_reads):
