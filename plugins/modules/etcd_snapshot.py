@@ -187,7 +187,7 @@ options:
     description:
       - With O(state=restored), the status of this very snapshot file from an earlier read, that is the registered result of
         this module in check mode (a restore's plan) or with O(state=status).
-      - When its C(fingerprint) is the file's and its trailer was valid, the file is not read again: the fingerprint
+      - When its C(fingerprint) is the file's and its trailer was valid, the file is not read again. The fingerprint
         holds the trailer (the sha256 of the database) and etcdutl checks the database against it while it restores,
         so a file that passes has the same content; its revision, hash, key counts and sha256 are taken from
         O(verified_status). With O(skip_hash_check=true), or when the status is needed before etcdutl runs (check

@@ -195,8 +195,8 @@ def run_etcd_snapshot(monkeypatch, args):
     return caught.value.failed, caught.value.result
 
 
-def test_restore_with_the_plans_status_leaves_the_trailer_check_to_the_lines_tool(line, cluster_factory, tmp_path,
-                                                                                monkeypatch):
+def test_restore_with_the_plans_status_leaves_the_trailer_check_to_the_lines_tool(
+        line, cluster_factory, tmp_path, monkeypatch):
     """restore.yml gives the restore step its plan's status (verified_status), so the module does not read the
     snapshot again and relies on the line's own tool checking the sha256 trailer (part of the fingerprint). With
     the real tool: a file changed in its middle since the plan (same size and ends, so the same fingerprint) is
