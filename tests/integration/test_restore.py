@@ -125,8 +125,9 @@ def moved_dirs(lab, host):
     return lab.exec(host, ["sh", "-c", MOVED_GLOB], check=False).stdout.split()
 
 
-def run_playbook_killed_once_moved(lab, playbook, extra_vars, log_path, timeout=300):
-    """ansible-playbook in its own process group, SIGKILLed as soon as a host has a data dir moved aside."""
+def run_playbook_killed_when(lab, playbook, extra_vars, log_path, condition, timeout=300):
+    """ansible-playbook in its own process group, SIGKILLed (with its connections) as soon as condition() returns
+    something true; returns that."""
     cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(lab.inventory), str(ROOT / playbook),
            "-e", json.dumps(extra_vars)]
     with open(log_path, "w") as log:
@@ -134,18 +135,25 @@ def run_playbook_killed_once_moved(lab, playbook, extra_vars, log_path, timeout=
     deadline = time.monotonic() + timeout
     try:
         while True:
-            for host in lab.members:
-                if moved_dirs(lab, host):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                    return host
-            assert proc.poll() is None, "the playbook ended (rc %s) before a data dir was moved aside: %s" % (
+            seen = condition()
+            if seen:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return seen
+            assert proc.poll() is None, "the playbook ended (rc %s) before the kill point: %s" % (
                 proc.returncode, open(log_path).read()[-3000:])
-            assert time.monotonic() < deadline, "no data dir moved aside after %ds" % timeout
+            assert time.monotonic() < deadline, "the kill point was not reached after %ds" % timeout
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def run_playbook_killed_once_moved(lab, playbook, extra_vars, log_path, timeout=300):
+    """The playbook SIGKILLed as soon as a host has a data dir moved aside; returns that host."""
+    def first_moved():
+        return next((host for host in lab.members if moved_dirs(lab, host)), None)
+    return run_playbook_killed_when(lab, playbook, extra_vars, log_path, first_moved, timeout)
 
 
 def host_state(lab, host):

@@ -14,7 +14,12 @@ keys; 3 healthy voting members, one leader, equal hashkv; old data dirs moved as
 with the same inputs (nothing changes). Run it with:
 
     ETCDOPS_RECOVERY_HOST_EXTRA=1 ETCDOPS_LINES=3.6 .venv/bin/python -m pytest -q \
-        tests/integration/test_restore_recovery_host.py -k controller"""
+        tests/integration/test_restore_recovery_host.py -k controller
+
+Two more, also opt-in, kill the playbook (SIGKILL of ansible-playbook and its connections) while the members join
+back, once right after the first is added as a learner and once right after the second, then run it again with the
+same inputs: it converges to exactly the snapshot's keys on 3 voting members, and a third run changes nothing
+(`-k killed` instead of `-k controller`)."""
 
 import hashlib
 import json
@@ -28,8 +33,10 @@ from ansible_run import run_playbook  # pylint: disable=import-error
 from test_restore import (  # pylint: disable=import-error
     PREFIX,
     hashkv_at_one_revision,
+    host_state,
     lose_every_member,
     read_prefix,
+    run_playbook_killed_when,
     value_of,
     write_keys,
 )
@@ -234,3 +241,75 @@ def test_restore_on_one_recovery_host_from_a_snapshot_on_the_controller(lab, tmp
     assert read_prefix(lab, RECOVERY_HOST) == expected
     for host, path in moved.items():
         assert lab.exec(host, ["test", "-d", path + "/member"], check=False).returncode == 0, (host, path)
+
+
+def members_in_list(lab):
+    """The members etcd on the recovery host lists (0 while it does not answer)."""
+    listed = lab.etcdctl(RECOVERY_HOST, "member", "list", "-w", "json", check=False)
+    if listed.returncode != 0:
+        return []
+    try:
+        return json.loads(listed.stdout).get("members", [])
+    except ValueError:
+        return []
+
+
+@pytest.mark.skipif(os.environ.get("ETCDOPS_RECOVERY_HOST_EXTRA") != "1",
+                    reason="not in the default suite (time budget): ETCDOPS_RECOVERY_HOST_EXTRA=1 ETCDOPS_LINES=3.6 "
+                           "pytest tests/integration/test_restore_recovery_host.py -k killed runs it")
+@pytest.mark.parametrize("listed_at_kill", [2, 3], ids=["first-joiner-added", "second-joiner-added"])
+def test_restore_on_one_recovery_host_killed_while_a_member_joins_then_run_again(lab, tmp_path, listed_at_kill):
+    """The playbook killed (ansible-playbook and its connections, SIGKILL) as soon as the restored recovery host
+    lists a second member (the first member added back as a learner, not started yet) or a third one (the second
+    member added); run again with the same inputs, it converges: exactly the snapshot's keys on 3 healthy voting
+    members, one leader, equal hashkv, every old data dir kept; a third run changes nothing."""
+    begun = time.monotonic()
+    if lab.exec(RECOVERY_HOST, ["test", "-e", MARK], check=False).returncode == 0:
+        line = lab.state["etcd_line"]  # a test before restored this lab: a new one, as `up` makes it
+        lab.down()
+        lab.up(hosts=3, etcd_line=line, with_s3=True)
+    write_keys(lab, RECOVERY_HOST, [(PREFIX + "x%05d" % i, value_of(i)) for i in range(CONTROLLER_KEYS)])
+    expected = read_prefix(lab, RECOVERY_HOST)
+    lab.etcdctl(RECOVERY_HOST, "snapshot", "save", SNAPSHOT_SAVED_ON_HOST, timeout=120)
+    snapshot = tmp_path / "snapshot.db"
+    subprocess.run(["docker", "cp", "%s:%s" % (lab.container(RECOVERY_HOST), SNAPSHOT_SAVED_ON_HOST), str(snapshot)],
+                   check=True, capture_output=True)
+    lab.exec(RECOVERY_HOST, ["rm", "-f", SNAPSHOT_SAVED_ON_HOST])
+    write_keys(lab, RECOVERY_HOST, [(PREFIX + "after%04d" % i, "after") for i in range(CONTROLLER_LATER)])
+    lose_every_member(lab)
+    assert read_prefix(lab, RECOVERY_HOST) == {}
+    extra = dict(store_vars(lab), restore_recovery_host_confirm=True,
+                 restore_recovery_host_snapshot_source="controller",
+                 restore_recovery_host_snapshot_controller_path=str(snapshot))
+
+    def second_member_listed():
+        # the lost members still list the old three until the recovery host is restored as a one-member cluster
+        if lab.exec(RECOVERY_HOST, ["test", "-e", MARK], check=False).returncode != 0:
+            return None
+        members = members_in_list(lab)
+        return members if len(members) >= listed_at_kill else None
+    listed = run_playbook_killed_when(lab, PLAYBOOK, extra, str(tmp_path / "killed-run.log"), second_member_listed)
+    print("killed after %.1fs with %s listed" % (time.monotonic() - begun, [
+        (m.get("name") or "(not started)", "learner" if m.get("isLearner") else "voter") for m in listed]))
+    for host in lab.members:
+        print("  %s: %s" % (host, host_state(lab, host)))
+
+    started = time.monotonic()
+    done = run_playbook(lab, PLAYBOOK, extra)
+    print("the run after the kill took %.1fs" % (time.monotonic() - started))
+    assert done.rc == 0, failures(done)
+    lab.wait_healthy(timeout=90)
+    got = read_prefix(lab, RECOVERY_HOST)
+    assert got == expected and not any(key.startswith(PREFIX + "after") for key in got), (len(got), len(expected))
+    assert_three_voters_one_leader_one_hashkv(lab)
+    lab.wait_leases(timeout=90)
+    for host in lab.members:  # every member's old data dir is kept somewhere, none deleted
+        kept = lab.exec(host, ["sh", "-c", "ls -d /var/lib/etcd.moved-*/member /var/lib/etcd/moved-*/member "
+                                           "2>/dev/null"], check=False).stdout.split()
+        assert kept, host
+
+    again = run_playbook(lab, PLAYBOOK, extra)
+    print("third run: %.1fs; whole test %.1fs" % (time.monotonic() - started, time.monotonic() - begun))
+    assert again.rc == 0, failures(again)
+    assert all(stats.get("changed", 0) == 0 for stats in again.stats.values()), again.stats
+    assert read_prefix(lab, RECOVERY_HOST) == expected
