@@ -7,8 +7,11 @@ The flow, one pass over the snapshot stream::
     member --Snapshot RPC--> TrailerCheck (sha256) --+--> zstd --> age --> store.put_object (multipart)
                                                      |
                                                      +--> scratch file (0600, in a 0700 directory)
-                                                            `--> database_status() in a thread, started as soon
-                                                                 as the stream has ended and its trailer matched
+                                                            `--> database_status() in a thread: to S3 started
+                                                                 as soon as the stream has ended and its trailer
+                                                                 matched; to a local directory started with the
+                                                                 stream, reading each page once it is written
+                                                                 (ScratchStatus)
 
 Why a scratch file: the hash, revision and key count that ``etcdutl snapshot status`` prints come from a walk
 of the complete bbolt database (pages refer to pages anywhere in the file), which the stream alone cannot
@@ -31,8 +34,10 @@ __metaclass__ = type
 
 import os
 import socket
+import threading
 import time
 
+from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt import BboltError
 from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import (
     SnapshotError,
     database_status,
@@ -59,8 +64,12 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._threads import InThr
 
 MEGABYTE = 1000 * 1000.0
 # What gRPC reads ahead of the pipeline on the snapshot stream (see _client._channel_options): 3-5 MiB buffered
-# instead of 20-30 MiB with gRPC's default window, which grows with BDP probing.
+# instead of 20-30 MiB with gRPC's default window, which grows with BDP probing. To S3 the peak memory is at its
+# bound with 512 KiB (97-100 MiB of 100 measured, 103 with 2 MiB); to a local directory it is ~62 MiB, and a wider
+# window lets the member send while the pipeline works (1.2 GB streamed in 7.3 s with 8 MiB, 9.0 s with 512 KiB,
+# peak 77 MiB: benchmarks/backup, 2026-12-06).
 STREAM_WINDOW = 512 * 1024
+LOCAL_STREAM_WINDOW = 8 * 1024 * 1024
 DEFAULT_SCRATCH_DIR = '/var/lib/etcd-backup-scratch'
 SNAPSHOT_OBJECT = 'snapshot.db'
 RESOURCES_OBJECT = 'kubernetes.tar'
@@ -68,6 +77,11 @@ DEFAULT_RESOURCE_ROOT = '/etc/kubernetes'
 DEFAULT_RESOURCE_PATHS = ['pki', 'manifests']
 CLEAR_TEXT_WARNING = ('no age recipient given: the %s object is stored unencrypted, and it holds %s. Give '
                       'recipients (age public keys) so that only the holders of the identities can read it')
+
+
+def stream_window(store):
+    """The snapshot stream's window for a store type ('s3' or 'local')."""
+    return LOCAL_STREAM_WINDOW if store == 'local' else STREAM_WINDOW
 
 
 class BackupError(Exception):
@@ -196,25 +210,80 @@ def recipient_keys(keys=None, key_file=None):
 # -- the scratch file --------------------------------------------------------------------------------------
 
 class ScratchStatus(object):
-    """Pass the checked snapshot stream through while writing it to a scratch file; once the stream has ended
-    (its trailer matched: TrailerCheck raises otherwise), read the file's status in a thread.
+    """Pass the checked snapshot stream through while writing it to a scratch file, and read the file's status
+    (database_status) in a thread.
 
-    The walk starts only then, not while the file is written: run beside the stream it would hold its pages
-    (values up to 1.5 MB) at the same time as the stream's buffers and the upload's parts, ~4-5 MiB more peak
-    memory measured, where the upload of the last parts hides it anyway."""
+    follow=False: the walk starts once the stream has ended (its trailer matched: TrailerCheck raises otherwise).
+    Run beside the stream it would hold its pages (values up to 1.5 MB) at the same time as the stream's buffers
+    and the upload's parts, ~4-5 MiB more peak memory measured, where the upload of the last parts hides it.
 
-    def __init__(self, chunks, path):
+    follow=True: the walk starts with the stream and reads each page as soon as it is in the file (it waits for
+    a page not written yet), so it ends shortly after the stream, on pages the page cache still holds. Read back
+    whole after the stream, a scratch file of the database's size is read from disk again where memory is short
+    (measured: 1.5-2 s for 1.2 GB on a host limited to 4 GiB, etcd holding 2.3 GiB). For the local store, whose
+    peak memory is far under the bound, and which has no upload tail to hide the walk.
+    """
+
+    def __init__(self, chunks, path, follow=False):
         self._chunks = chunks
         self.path = path
+        self.follow = follow
         self._walk = None
+        self._cond = threading.Condition(threading.Lock())
+        self._written = 0
+        self._wanted = None   # the file size the walk waits for
+        self._state = None    # None while writing, then ENDED or FAILED
+
+    ENDED, FAILED = 'ended', 'failed'
+    FOLLOW_AHEAD = 4 * 1024 * 1024
+
+    def _ready(self, end):
+        """BboltFile's ready hook (follow mode): block until the file holds end bytes or the stream ended."""
+        with self._cond:
+            while True:
+                if self._state == self.FAILED:
+                    raise BboltError('the snapshot stream ended before the file was complete')
+                if self._state == self.ENDED or (end is not None and self._written >= end):
+                    self._wanted = None
+                    return
+                # woken once FOLLOW_AHEAD more is written: the walk then reads several pages per wake-up instead
+                # of taking the GIL back (up to 5 ms while the stream's thread runs) for every page
+                self._wanted = end + self.FOLLOW_AHEAD if end is not None else None
+                self._cond.wait()
+
+    def _finished(self, state):
+        with self._cond:
+            if self._state is None:
+                self._state = state
+            self._cond.notify_all()
+
+    def abort(self):
+        """The backup gave up on this stream: a walk waiting for more of the file fails at once."""
+        self._finished(self.FAILED)
 
     def __iter__(self):
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, 'wb') as out:
-            for chunk in self._chunks:
-                out.write(chunk)
-                yield chunk
-        self._walk = InThread(database_status, self.path).start()
+        if self.follow:
+            self._walk = InThread(database_status, self.path, self._ready).start()
+        state = self.FAILED
+        try:
+            # unbuffered: every chunk is in the file (for the walk to read) once write returns
+            with os.fdopen(fd, 'wb', buffering=0) as out:
+                for chunk in self._chunks:
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[out.write(view):]
+                    if self.follow:
+                        with self._cond:
+                            self._written += len(chunk)
+                            if self._wanted is not None and self._written >= self._wanted:
+                                self._cond.notify_all()
+                    yield chunk
+            state = self.ENDED
+        finally:
+            self._finished(state)
+        if not self.follow:
+            self._walk = InThread(database_status, self.path).start()
 
     def close(self):
         close = getattr(self._chunks, 'close', None)
@@ -226,6 +295,11 @@ class ScratchStatus(object):
         if self._walk is None:
             raise SnapshotError('the snapshot stream did not end: no status to read', kind='truncated')
         return self._walk.join()
+
+    @property
+    def walk_seconds(self):
+        """How long the status walk took (None before it ended)."""
+        return self._walk.seconds if self._walk is not None else None
 
 
 def prepare_scratch_dir(path):
@@ -256,7 +330,10 @@ def _remove(path):
 # -- the backup --------------------------------------------------------------------------------------------
 
 def _pipeline(chunks, recipients, level):
-    data = zstd_compress(chunks, level=level, threads=1)
+    # zstd compresses in the thread that pulls the stream (the age worker's, or the store's without recipients):
+    # with a zstd worker thread the backup to S3 took as long (9.6-11.2 s against 9.7-10.7 s for 1.2 GB, 3 runs
+    # each, 2 vCPUs: the CPU, not the parallelism, bounds it) and peaked ~4 MiB higher (98-101 MiB against 94-98)
+    data = zstd_compress(chunks, level=level, threads=0)
     if recipients:
         data = age_encrypt(data, recipients)
     return data
@@ -324,7 +401,7 @@ class Backup(object):
         from ansible_collections.etcdops.etcd.plugins.module_utils._client import EtcdClientError
 
         checked = stream_from(client, candidate, self.timeout)
-        tee = ScratchStatus(checked, scratch)
+        tee = ScratchStatus(checked, scratch, follow=isinstance(self.store, LocalStore))
         meter = Meter(tee, progress=self.progress)
         name = object_name(SNAPSHOT_OBJECT, True, bool(self.recipients))
         stream_started = time.monotonic()
@@ -340,21 +417,25 @@ class Backup(object):
             status_wait_seconds = time.monotonic() - mark
             hashkv = snapshot_hashkv(status)
         except (EtcdClientError, SnapshotError) as exc:
+            tee.abort()
             _forget(self.store, self.location, self.backup_id)
             if self.resources:
                 _forget(self.store, self.resources_location, self.backup_id)
             self.tried.append(dict(candidate.describe(), error=exc.msg))
             return None
         except StoreError as exc:
+            tee.abort()
             self.tried.append(dict(candidate.describe(), error=str(exc)))
             self._forget_all()
             raise BackupError('the backup store failed, nothing was listed: %s' % exc, kind='store', tried=self.tried)
         except StreamError as exc:
+            tee.abort()
             self.tried.append(dict(candidate.describe(), error=str(exc)))
             self._forget_all()
             raise BackupError('compression or encryption failed, nothing was listed: %s' % exc, kind='stream',
                               tried=self.tried)
         except (IOError, OSError) as exc:
+            tee.abort()
             self.tried.append(dict(candidate.describe(), error=str(exc)))
             self._forget_all()
             raise BackupError('cannot write the scratch file %s: %s; check free space in %s (it needs room for one '
@@ -364,7 +445,8 @@ class Backup(object):
         return dict(stored=stored, resources=resources, status=status, checked=checked, meter=meter,
                     upload_seconds=upload_seconds, hashkv=hashkv,
                     timings=dict(stream_seconds=round(upload_seconds, 3), resources_seconds=round(resources_seconds, 3),
-                                 status_wait_seconds=round(status_wait_seconds, 3)))
+                                 status_wait_seconds=round(status_wait_seconds, 3),
+                                 status_walk_seconds=round(tee.walk_seconds or 0.0, 3)))
 
     def _forget_all(self):
         _forget(self.store, self.location, self.backup_id)

@@ -90,17 +90,22 @@ class Meta(object):
 class BboltFile(object):
     """A bbolt file opened read-only (pages read with pread, not mapped); use as a context manager."""
 
-    def __init__(self, path):
+    def __init__(self, path, ready=None):
+        """ready: None for a complete file. For a file still being written (a snapshot read as it arrives),
+        ready(end) blocks until the file holds its first end bytes or its writer has finished (end None: until
+        the writer has finished); it raises BboltError when the writer failed. The file's size checks then wait
+        for ``check_complete()``, which the walk calls at its end."""
         self.path = path
+        self._ready = ready
         try:
             self._file = open(path, 'rb')
         except (IOError, OSError) as exc:
             raise BboltError('cannot open %s: %s' % (path, exc.strerror or exc))
         try:
             self._fd = self._file.fileno()
-            self.file_size = os.fstat(self._fd).st_size
-            if self.file_size < 2 * PAGE_HEADER_SIZE + _META.size:
-                raise BboltError('%s is not a bbolt database: %d bytes is too small' % (path, self.file_size))
+            # still growing: its size is known at the end (check_complete); reads wait for what they need
+            self.file_size = os.fstat(self._fd).st_size if ready is None else None
+            self._check_size(self.file_size)
             self.meta = self._read_meta()
         except (IOError, OSError) as exc:
             self._file.close()
@@ -110,6 +115,29 @@ class BboltFile(object):
             raise
         self.page_size = self.meta.page_size
         self.high_water = self.meta.pgid
+
+    def _check_size(self, size):
+        if size is not None and size < 2 * PAGE_HEADER_SIZE + _META.size:
+            raise BboltError('%s is not a bbolt database: %d bytes is too small' % (self.path, size))
+
+    def _check_high_water(self, meta, size):
+        if size is not None and meta.pgid * meta.page_size > size:
+            raise BboltError('%s is truncated: the database needs %d bytes, the file has %d' % (
+                self.path, meta.pgid * meta.page_size, size))
+
+    def check_complete(self):
+        """For a file read while it was written: once the writer has finished, the size checks a complete
+        file gets when it is opened (the database's pages all in the file)."""
+        if self.file_size is not None:
+            return
+        self._ready(None)
+        try:
+            size = os.fstat(self._fd).st_size
+        except (IOError, OSError) as exc:
+            raise BboltError('cannot read %s: %s' % (self.path, exc.strerror or exc))
+        self._check_size(size)
+        self._check_high_water(self.meta, size)
+        self.file_size = size
 
     def close(self):
         self._file.close()
@@ -124,6 +152,8 @@ class BboltFile(object):
 
     def read(self, offset, size):
         """size bytes of the file at offset (BboltError when the file is shorter: it changed under us)."""
+        if self._ready is not None:
+            self._ready(offset + size)
         try:
             data = os.pread(self._fd, size, offset)
         except (IOError, OSError) as exc:
@@ -141,16 +171,19 @@ class BboltFile(object):
             # bbolt then looks at the second meta page at the page size of the OS it runs on
             page_size = FALLBACK_PAGE_SIZE
         candidates = [first]
-        if (page_size + PAGE_HEADER_SIZE + _META.size) <= self.file_size:
-            candidates.append(Meta(self.read(page_size + PAGE_HEADER_SIZE, _META.size), 0))
+        if self.file_size is None or (page_size + PAGE_HEADER_SIZE + _META.size) <= self.file_size:
+            try:
+                candidates.append(Meta(self.read(page_size + PAGE_HEADER_SIZE, _META.size), 0))
+            except BboltError:
+                if self.file_size is not None:
+                    raise
+                # a growing file that ended before the second meta page: check_complete() says it is too small
         candidates.sort(key=lambda meta: meta.txid, reverse=True)
         for meta in candidates:
             if meta.problem() is None:
                 if meta.page_size < 512 or meta.page_size & (meta.page_size - 1):
                     raise BboltError('%s: invalid page size %d in the meta page' % (self.path, meta.page_size))
-                if meta.pgid * meta.page_size > self.file_size:
-                    raise BboltError('%s is truncated: the database needs %d bytes, the file has %d' % (
-                        self.path, meta.pgid * meta.page_size, self.file_size))
+                self._check_high_water(meta, self.file_size)
                 return meta
         raise BboltError('%s is not a valid bbolt database: %s' % (
             self.path, '; '.join(sorted(set(meta.problem() for meta in candidates)))))
@@ -188,6 +221,7 @@ class BboltFile(object):
         """
         walker = _Walker(self, check)
         walker.run(visit_bucket, visit_item)
+        self.check_complete()
         if walker.problems:
             listed = walker.problems[:MAX_PROBLEMS]
             more = len(walker.problems) - len(listed)

@@ -311,6 +311,7 @@ class _StatusWalk(object):
     """What etcdutl's Status computes, fed by BboltFile.walk()."""
 
     FLUSH = 1024 * 1024
+    DIRECT = 64 * 1024
 
     def __init__(self):
         self.crc = 0
@@ -327,6 +328,14 @@ class _StatusWalk(object):
         self.compaction = {}  # scheduledCompactRev / finishedCompactRev of the meta bucket (main revisions)
 
     def _write(self, data):
+        if len(data) >= self.DIRECT:
+            # A large value is hashed as it is: joining it with the small pieces before it would copy it again
+            # (a third of the walk's time for 1 MB values). The order of the hashed bytes is the same.
+            self.flush()
+            self.crc = crc32c_update(self.crc, data)
+            if self._bucket == b'key':
+                self.kv_crc = crc32c_update(self.kv_crc, data)
+            return
         self._pending.append(data)
         self._pending_size += len(data)
         if self._pending_size >= self.FLUSH:
@@ -380,17 +389,18 @@ class _StatusWalk(object):
             self.compaction[bytes(key).decode('ascii')] = struct.unpack('>q', bytes(value[:8]))[0]
 
 
-def database_status(path):
+def database_status(path, ready=None):
     """etcdutl's snapshot status of the bbolt file at path: hash, revision, total_key, total_size, version.
 
     total_key follows the etcd line that wrote the snapshot, as that line's etcdutl prints it: from 3.6 (the
     snapshot has a storage version) the keys alive at the snapshot's revision; before, every entry of every
     bucket (revisions of the key bucket, members, meta ...), as etcdctl 3.4 and etcdutl 3.5 count them.
-    live_keys and entries give both counts whatever the line.
+    live_keys and entries give both counts whatever the line. ready: see ``BboltFile`` (a file still being
+    written).
     """
     walk = _StatusWalk()
     try:
-        with BboltFile(path) as bolt:
+        with BboltFile(path, ready=ready) as bolt:
             bolt.walk(walk.bucket, walk.item)
             total_size = bolt.size
     except BboltError as exc:

@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import threading
+import time
 
 
 class InThread(object):
@@ -22,16 +23,20 @@ class InThread(object):
     def __init__(self, function, *args):
         self.result = None
         self.error = None
+        self.seconds = None  # how long the function ran, once it returned or raised
         self._function = function
         self._args = args
         self._thread = threading.Thread(target=self._run, name='etcdops-%s' % getattr(function, '__name__', 'job'))
         self._thread.daemon = True
 
     def _run(self):
+        started = time.monotonic()
         try:
             self.result = self._function(*self._args)
         except BaseException as exc:  # pylint: disable=broad-except
             self.error = exc
+        finally:
+            self.seconds = time.monotonic() - started
 
     def start(self):
         self._thread.start()

@@ -304,11 +304,15 @@ mb_per_second:
   type: float
   sample: 95.3
 timings:
-  description: Seconds spent streaming the snapshot through compression, encryption and the store (to the end of
-    the upload), storing the resources, and waiting for the status walk of the scratch copy after that.
+  description:
+    - Seconds spent streaming the snapshot through compression, encryption and the store (to the end of the
+      upload), storing the resources, and waiting for the status walk of the scratch copy after that.
+    - V(status_walk_seconds) is how long the walk itself ran. To a local directory it starts with the stream and
+      reads each page of the scratch copy as soon as it is written, so it lasts about as long as the stream and
+      V(status_wait_seconds) is short. To S3 it starts when the stream ends, while the last parts are uploaded.
   returned: success
   type: dict
-  sample: {stream_seconds: 12.0, resources_seconds: 0.2, status_wait_seconds: 1.5}
+  sample: {stream_seconds: 12.0, resources_seconds: 0.2, status_wait_seconds: 0.1, status_walk_seconds: 12.1}
 tried:
   description: Each member asked for the snapshot, in order, with why it failed (V(null) for the one that served it).
   returned: when a backup was attempted
@@ -332,12 +336,12 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._backup import (
     DEFAULT_SCRATCH_DIR,
     MEGABYTE,
     STORE_REQUIRED_IF,
-    STREAM_WINDOW,
     Backup,
     BackupError,
     bound_allocator,
     recipient_keys,
     store_argument_spec,
+    stream_window,
     store_from_params,
     store_summary,
 )
@@ -426,7 +430,7 @@ def main():
                   encrypted=bool(recipients), recipients=recipients)
 
     bound_allocator()  # before the gRPC client and the pipeline start their threads
-    client = client_from_module(module, stream_window=STREAM_WINDOW)
+    client = client_from_module(module, stream_window=stream_window(params['store']))
     try:
         try:
             cluster_id, order, unhealthy = candidates(client, params['member'])

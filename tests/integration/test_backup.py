@@ -231,34 +231,73 @@ def fill(lab, megabytes=300, writers=3):
     lab.exec("cp1", ["sh", "-c", script], timeout=900)
 
 
-def test_the_serving_member_killed_mid_backup(lab, identity):
-    fill(lab)
-    before = listing(lab)["backups"]
-    args = dict(s3_vars(lab), recipients=[identity[1]], member="cp2", timeout=120)
+def backup_killing(lab, args, victim="cp2"):
+    """etcd_backup on cp1 with args; victim (the serving member) is killed as soon as the scratch file appears on
+    cp1 (with the first chunk of its stream). (streaming: whether it was killed mid-stream, the module's result)."""
     cmd = [str(VENV_BIN / "ansible"), "-i", str(lab.inventory), "cp1", "-m", "etcdops.etcd.etcd_backup",
            "-a", json.dumps(args)]
     proc = subprocess.Popen(cmd, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # Waits on cp1 itself for the scratch file, which appears with the first chunk of cp2's stream.
+    # Waits on cp1 itself for the scratch file, which appears with the first chunk of the victim's stream.
     wait = "for i in $(seq 1 2400); do ls -A /var/lib/etcd-backup-scratch 2>/dev/null | grep -q . && exit 0; sleep 0.05; done; exit 1"
     streaming = lab.exec("cp1", ["sh", "-c", wait], check=False, timeout=180).returncode == 0
     if streaming:
-        lab.kill("cp2")
+        lab.kill(victim)
     stdout, stderr = proc.communicate(timeout=900)
     run = AnsibleRun(subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr))
     result = run.result(host="cp1")
     outcome = "failed: %s" % result.get("msg") if result.get("failed") else "served by " + result["member"]["name"]
     tried = [(t["name"], (t["error"] or "")[:100]) for t in result.get("tried", [])]
-    print("kill: %s; tried %s; %s s, %s MB/s, total_size %s" % (
-        outcome, tried, result.get("duration_seconds"), result.get("mb_per_second"), result.get("total_size")))
+    print("kill: %s; tried %s; %s s, %s MB/s, total_size %s, timings %s" % (
+        outcome, tried, result.get("duration_seconds"), result.get("mb_per_second"), result.get("total_size"),
+        result.get("timings")))
     assert streaming, "no scratch file appeared on cp1: %s" % result.get("msg")
-    after = listing(lab)
+    return result
+
+
+def assert_served_by_another_or_nothing_listed(result, before, after, victim="cp2"):
     if result.get("failed"):
-        assert "no backup taken" in result["msg"] and "cp2" in result["msg"]
+        assert "no backup taken" in result["msg"] and victim in result["msg"]
         assert after["backups"] == before
     else:
-        assert result["member"]["name"] != "cp2"
-        assert [t["name"] for t in result["tried"]][0] == "cp2" and result["tried"][0]["error"]
+        assert result["member"]["name"] != victim
+        assert [t["name"] for t in result["tried"]][0] == victim and result["tried"][0]["error"]
         assert after["backups"][0]["backup_id"] == result["backup_id"]
         assert result["total_size"] > 250 * 1000 * 1000
     assert after["incomplete"] == []
+
+
+def test_the_serving_member_killed_mid_backup(lab, identity):
+    fill(lab)
+    before = listing(lab)["backups"]
+    result = backup_killing(lab, dict(s3_vars(lab), recipients=[identity[1]], member="cp2", timeout=120))
+    after = listing(lab)
+    assert_served_by_another_or_nothing_listed(result, before, after)
     assert not boto(lab).list_multipart_uploads(Bucket=s3(lab)["bucket"]).get("Uploads")
+
+
+LOCAL_STORE = "/var/lib/etcd-backups-local"
+
+
+def test_the_serving_member_killed_mid_backup_to_a_local_directory(lab, identity, tmp_path):
+    """To a local directory the status walk reads the scratch file while it is written (ScratchStatus follow
+    mode): a stream that breaks must end that walk too, the next member's backup must hold the status the line's
+    own tool prints of the stored snapshot, and nothing is left in the scratch directory."""
+    if "cp2" not in lab.running_hosts():
+        lab.start("cp2")  # the S3 case above kills it
+        lab.wait_healthy(timeout=180)
+    if not lab.etcdctl("cp1", "get", "/big/300", "--keys-only").stdout.strip():
+        fill(lab)
+    store = dict(cluster_name=CLUSTER, store="local", directory=LOCAL_STORE)
+    before = run_module(lab, "cp1", "etcdops.etcd.etcd_backup_info", store)["backups"]
+    result = backup_killing(lab, dict(store, recipients=[identity[1]], member="cp2", timeout=120))
+    after = run_module(lab, "cp1", "etcdops.etcd.etcd_backup_info", store)
+    assert_served_by_another_or_nothing_listed(result, before, after)
+    assert lab.exec("cp1", ["sh", "-c", "ls -A /var/lib/etcd-backup-scratch 2>/dev/null || true"]).stdout.strip() == ""
+    if result.get("failed"):
+        return
+    stored = tmp_path / "snapshot.db.zst.age"
+    subprocess.run(["docker", "cp", "%s:%s/%s" % (lab.container("cp1"), LOCAL_STORE, result["object_keys"]["snapshot"]),
+                    str(stored)], check=True, capture_output=True)
+    tool = controller_tool_status(lab, decrypt(identity[0], stored, tmp_path / "snapshot.db"))
+    assert (result["hash"], result["revision"], result["total_key"], result["total_size"]) == (
+        tool["hash"], tool["revision"], tool["totalKey"], tool["totalSize"])

@@ -465,3 +465,12 @@ def test_a_stream_window_bounds_grpcs_read_ahead_and_only_when_asked():
     client = _client.EtcdClient(endpoints=['http://127.0.0.1:2379'], stream_window=512 * 1024)
     assert client.stream_window == 512 * 1024
     assert _client.EtcdClient(endpoints=['http://127.0.0.1:2379']).stream_window is None
+
+
+def test_snapshot_streams_are_read_on_the_readers_thread():
+    """gRPC's Python layer takes SingleThreadedUnaryStream from the channel options (the constant's value is the
+    string given): a server stream is then read on the thread that iterates it, with no hand-off per message."""
+    import grpc.experimental
+    assert grpc.experimental.ChannelOptions.SingleThreadedUnaryStream == 'SingleThreadedUnaryStream'
+    assert dict(_client._channel_options())['SingleThreadedUnaryStream'] == 1
+    assert dict(_client._channel_options(512 * 1024))['SingleThreadedUnaryStream'] == 1

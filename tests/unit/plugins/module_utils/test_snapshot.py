@@ -497,3 +497,24 @@ def test_status_reads_the_snapshot_page_by_page_without_mapping_it(monkeypatch):
         assert 0 < sum(reads) <= 2 * status['total_size']
         assert 5 * 4096 <= max(reads) < 8 * 4096 and len(reads) > 5
     assert mapped and not any(mapped)
+
+
+def test_the_status_hash_is_the_same_whether_values_are_hashed_alone_or_gathered():
+    """Values of 64 KiB or more are hashed as they are (no copy into the gathered pieces): the hash is still the
+    crc32c of every bucket name, key and value in order, and HashKV still covers the key bucket alone."""
+    big = bytes(bytearray(range(256))) * 400   # 100 KiB
+    items = [(b'key', [(b'\x00' * 8 + b'_' + b'\x00' * 8, b'small'), (b'\x00' * 7 + b'\x01_' + b'\x00' * 8, big),
+                       (b'\x00' * 7 + b'\x02_' + b'\x00' * 8, b'after')]),
+             (b'meta', [(b'consistent_index', big), (b'term', b'x')])]
+    walk = _snapshot._StatusWalk()
+    walk.FLUSH = 16  # gather few bytes: every path of _write runs
+    for name, pairs in items:
+        walk.bucket(name)
+        for key, value in pairs:
+            walk._write(key)
+            walk._write(value)
+    walk.flush()
+    everything = b''.join(name + b''.join(k + v for k, v in pairs) for name, pairs in items)
+    key_bucket = b'key' + b''.join(k + v for k, v in items[0][1])
+    assert walk.crc == _snapshot._crc32c_pure(0, everything)
+    assert walk.kv_crc == _snapshot._crc32c_pure(0, key_bucket)

@@ -6,6 +6,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import threading
+import time
 
 import pytest
 
@@ -36,3 +37,8 @@ def test_the_thread_never_keeps_the_process_alive():
     assert waiting._thread.daemon
     release.set()
     assert waiting.join() is True
+
+
+def test_in_thread_says_how_long_the_job_ran():
+    job = InThread(time.sleep, 0.05).start()
+    assert job.join() is None and 0.05 <= job.seconds < 5

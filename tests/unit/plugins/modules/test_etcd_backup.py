@@ -12,6 +12,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 import yaml
@@ -94,8 +96,9 @@ def run(monkeypatch, client, tmp_path, check=False, **args):
 
     def client_from_module(module, stream_window=None):
         # the allocator is bounded before the client starts its threads, and the snapshot stream's read-ahead is
-        # bounded (gRPC's default window buffers 20-30 MiB)
-        assert bounded == [True] and stream_window == _backup.STREAM_WINDOW
+        # bounded (gRPC's default window buffers 20-30 MiB): 512 KiB to S3, where the memory is at its bound
+        expected = _backup.STREAM_WINDOW if args.get('store') == 's3' else _backup.LOCAL_STREAM_WINDOW
+        assert bounded == [True] and stream_window == expected <= 8 * 1024 * 1024
         return client
     monkeypatch.setattr(etcd_backup, 'client_from_module', client_from_module)
     monkeypatch.setattr(etcd_backup, 'bound_allocator', lambda: bounded.append(True))
@@ -245,6 +248,82 @@ def test_scratch_status_runs_after_the_stream_ends(tmp_path):
         tee.status()
     assert b''.join(tee) == data
     assert tee.status()['hash'] == etcdutl_said()['hash']
+
+
+def _join_within(tee, seconds=10):
+    """tee.status() in a thread: (returned, result or exception); never hangs the test run."""
+    out = []
+
+    def status():
+        try:
+            out.append(tee.status())
+        except Exception as exc:  # pylint: disable=broad-except
+            out.append(exc)
+    thread = threading.Thread(target=status)
+    thread.daemon = True
+    thread.start()
+    thread.join(seconds)
+    return (not thread.is_alive()), (out[0] if out else None)
+
+
+def test_scratch_status_following_the_file_reads_pages_as_they_are_written(tmp_path):
+    data = fixture_bytes()
+    half = len(data) // 2 // 4096 * 4096
+    tee = _backup.ScratchStatus(None, str(tmp_path / 'scratch.db'), follow=True)
+    asked_before_the_end = []
+
+    def chunks():
+        yield data[:half]
+        # the walk started with the stream, read the first half, and now waits for a page not yet written
+        deadline = time.monotonic() + 10
+        while tee._wanted is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        asked_before_the_end.append(tee._wanted)
+        yield data[half:]
+    tee._chunks = chunks()
+    assert b''.join(tee) == data
+    returned, status = _join_within(tee)
+    assert returned and status['hash'] == etcdutl_said()['hash']
+    assert status == _snapshot.database_status(os.path.join(FIXTURES, 'etcd-3.6.db'))
+    assert asked_before_the_end[0] is not None and asked_before_the_end[0] > half
+
+
+@pytest.mark.parametrize('how', ['the stream breaks', 'the backup gives up'])
+def test_a_following_walk_ends_when_its_stream_does_not(tmp_path, how):
+    data = fixture_bytes()
+
+    def chunks():
+        yield data[:8192]
+        if how == 'the stream breaks':
+            raise EtcdClientError('the member went away', kind='unavailable')
+        yield data[8192:16384]
+    tee = _backup.ScratchStatus(chunks(), str(tmp_path / 'scratch.db'), follow=True)
+    stream = iter(tee)
+    if how == 'the stream breaks':
+        with pytest.raises(EtcdClientError):
+            list(stream)
+    else:
+        next(stream)
+        tee.abort()  # as Backup._attempt does when the store or the encryption fails
+    returned, outcome = _join_within(tee)
+    assert returned, 'the walk still waits for a stream that will not come'
+    assert isinstance(outcome, _snapshot.SnapshotError) and 'ended before the file was complete' in outcome.msg
+
+
+def test_the_local_store_follows_the_scratch_file_and_s3_walks_it_after_the_stream(monkeypatch, tmp_path):
+    follows = []
+    real = _backup.ScratchStatus
+
+    def recording(chunks, path, follow=False):
+        follows.append(follow)
+        return real(chunks, path, follow=follow)
+    monkeypatch.setattr(_backup, 'ScratchStatus', recording)
+    done = run(monkeypatch, FakeClient(), tmp_path)
+    assert not done.failed, done.result
+    assert follows == [True] and done.result['hash'] == etcdutl_said()['hash']
+    assert done.result['timings']['status_walk_seconds'] >= 0
+    assert _backup.stream_window('local') == _backup.LOCAL_STREAM_WINDOW
+    assert _backup.stream_window('s3') == _backup.STREAM_WINDOW == 512 * 1024
 
 
 def test_metadata_records_the_hashkv_read_from_the_snapshot_without_asking_the_member(monkeypatch, tmp_path):
