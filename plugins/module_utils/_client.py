@@ -205,6 +205,11 @@ def parse_endpoint(text, default_secure=True):
     return Endpoint('%s://%s' % (parsed.scheme, parsed.netloc), parsed.hostname, port, parsed.scheme == 'https')
 
 
+# What a closed connection is taken for when nothing was received yet; on a stream already flowing it is a
+# member that went away (EtcdClient.snapshot).
+MID_STREAM_MISREAD = ('client_cert_rejected', 'not_tls', 'tls_setup')
+
+
 def _has(details, *needles):
     return any(needle in details for needle in needles)
 
@@ -648,11 +653,21 @@ class EtcdClient(object):
             return connection.stub('MaintenanceStub').Snapshot(etcdrpc.SnapshotRequest(), timeout=call_timeout,
                                                                metadata=metadata)
         stream = self._call(endpoint, call, timeout=timeout)
+        received = 0
         try:
             for response in stream:
+                received += len(response.blob)
                 yield response.blob, response.remaining_bytes
         except grpc.RpcError as exc:
-            raise self._translate(exc, endpoint, timeout)
+            error = self._translate(exc, endpoint, timeout)
+            if received and error.kind in MID_STREAM_MISREAD:
+                # The connection was up and carrying the snapshot: a closed socket now is the member going away,
+                # not a TLS or certificate problem (what it means before anything was received).
+                error = EtcdClientError('%s: the snapshot stream broke after %d bytes: the member stopped or closed '
+                                        'the connection (%s)' % (endpoint.url, received, exc.details()),
+                                        kind='stream_broken', endpoint=endpoint.url, code=error.code,
+                                        details=exc.details())
+            raise error
 
     # -- alarms ---------------------------------------------------------------------------------------
 

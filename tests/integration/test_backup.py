@@ -261,6 +261,7 @@ def assert_served_by_another_or_nothing_listed(result, before, after, victim="cp
     else:
         assert result["member"]["name"] != victim
         assert [t["name"] for t in result["tried"]][0] == victim and result["tried"][0]["error"]
+        assert "certificate" not in result["tried"][0]["error"]  # a member killed mid-stream is not a TLS problem
         assert after["backups"][0]["backup_id"] == result["backup_id"]
         assert result["total_size"] > 250 * 1000 * 1000
     assert after["incomplete"] == []

@@ -474,3 +474,33 @@ def test_snapshot_streams_are_read_on_the_readers_thread():
     assert grpc.experimental.ChannelOptions.SingleThreadedUnaryStream == 'SingleThreadedUnaryStream'
     assert dict(_client._channel_options())['SingleThreadedUnaryStream'] == 1
     assert dict(_client._channel_options(512 * 1024))['SingleThreadedUnaryStream'] == 1
+
+
+@needs_library
+@pytest.mark.parametrize('received', [0, 2])
+def test_a_socket_closed_mid_snapshot_is_a_broken_stream_not_a_certificate(mocker, received):
+    """Before anything arrives a TLS connection closed by the server is how etcd rejects a client certificate;
+    once the snapshot flows it is the member going away (killed, restarted), and the message says so."""
+    client = EtcdClient(['https://a:2379'], pki_dir='/nonexistent')
+    mocker.patch.object(_client.grpc, 'RpcError', FakeRpcError)
+
+    class Response(object):
+        blob = b'x' * 1000
+        remaining_bytes = 5000
+
+    def stream():
+        for dummy in range(received):
+            yield Response()
+        raise FakeRpcError(_client.grpc.StatusCode.UNAVAILABLE, 'Socket closed')
+    mocker.patch.object(client, '_call', return_value=stream())
+    chunks = client.snapshot('https://a:2379')
+    got = []
+    with pytest.raises(EtcdClientError) as caught:
+        for chunk in chunks:
+            got.append(chunk)
+    assert len(got) == received
+    if received:
+        assert caught.value.kind == 'stream_broken' and 'certificate' not in caught.value.msg
+        assert 'the snapshot stream broke after 2000 bytes' in caught.value.msg and 'Socket closed' in caught.value.msg
+    else:
+        assert caught.value.kind == 'client_cert_rejected'
