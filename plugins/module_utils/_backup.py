@@ -417,30 +417,29 @@ class Backup(object):
             status_wait_seconds = time.monotonic() - mark
             hashkv = snapshot_hashkv(status)
         except (EtcdClientError, SnapshotError) as exc:
-            tee.abort()
             _forget(self.store, self.location, self.backup_id)
             if self.resources:
                 _forget(self.store, self.resources_location, self.backup_id)
             self.tried.append(dict(candidate.describe(), error=exc.msg))
             return None
         except StoreError as exc:
-            tee.abort()
             self.tried.append(dict(candidate.describe(), error=str(exc)))
             self._forget_all()
             raise BackupError('the backup store failed, nothing was listed: %s' % exc, kind='store', tried=self.tried)
         except StreamError as exc:
-            tee.abort()
             self.tried.append(dict(candidate.describe(), error=str(exc)))
             self._forget_all()
             raise BackupError('compression or encryption failed, nothing was listed: %s' % exc, kind='stream',
                               tried=self.tried)
         except (IOError, OSError) as exc:
-            tee.abort()
             self.tried.append(dict(candidate.describe(), error=str(exc)))
             self._forget_all()
             raise BackupError('cannot write the scratch file %s: %s; check free space in %s (it needs room for one '
                               'snapshot) or set scratch_dir' % (scratch, exc.strerror or exc, self.scratch_dir),
                               kind='scratch', tried=self.tried)
+        finally:
+            # a walk still waiting for this stream fails at once (nothing happens once the stream has ended)
+            tee.abort()
         self.tried.append(dict(candidate.describe(), error=None))
         return dict(stored=stored, resources=resources, status=status, checked=checked, meter=meter,
                     upload_seconds=upload_seconds, hashkv=hashkv,

@@ -332,21 +332,21 @@ class _StatusWalk(object):
             # A large value is hashed as it is: joining it with the small pieces before it would copy it again
             # (a third of the walk's time for 1 MB values). The order of the hashed bytes is the same.
             self.flush()
-            self.crc = crc32c_update(self.crc, data)
-            if self._bucket == b'key':
-                self.kv_crc = crc32c_update(self.kv_crc, data)
+            self._hash(data)
             return
         self._pending.append(data)
         self._pending_size += len(data)
         if self._pending_size >= self.FLUSH:
             self.flush()
 
+    def _hash(self, data):
+        self.crc = crc32c_update(self.crc, data)
+        if self._bucket == b'key':
+            self.kv_crc = crc32c_update(self.kv_crc, data)
+
     def flush(self):
         if self._pending:
-            joined = b''.join(self._pending)
-            self.crc = crc32c_update(self.crc, joined)
-            if self._bucket == b'key':
-                self.kv_crc = crc32c_update(self.kv_crc, joined)
+            self._hash(b''.join(self._pending))
             self._pending = []
             self._pending_size = 0
 
