@@ -9,6 +9,8 @@ The gRPC texts below are the ones grpcio 1.66 to 1.85 returned against a real et
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import os
+
 import pytest
 
 from ansible_collections.etcdops.etcd.plugins.module_utils import _client, _etcd_proto
@@ -504,3 +506,44 @@ def test_a_socket_closed_mid_snapshot_is_a_broken_stream_not_a_certificate(mocke
         assert 'the snapshot stream broke after 2000 bytes' in caught.value.msg and 'Socket closed' in caught.value.msg
     else:
         assert caught.value.kind == 'client_cert_rejected'
+
+
+@needs_library
+def test_a_snapshot_without_timeout_has_no_deadline(mocker):
+    """timeout=None streams without a deadline: the command_timeout (seconds, for one request) must not cut a
+    snapshot of several GB short. A timeout given bounds the whole stream."""
+    client = EtcdClient(['https://a:2379'], pki_dir='/nonexistent', command_timeout=5)
+    seen = []
+
+    class Stub(object):
+        def Snapshot(self, request, timeout=None, metadata=None):  # pylint: disable=invalid-name
+            seen.append(timeout)
+            return iter(())
+
+    class Connection(object):
+        def stub(self, name):
+            return Stub()
+
+    def call(endpoint, function, timeout=None, **kwargs):
+        return function(Connection(), client.command_timeout if timeout is None else timeout, ())
+    mocker.patch.object(client, '_call', side_effect=call)
+    assert list(client.snapshot('https://a:2379')) == []
+    assert list(client.snapshot('https://a:2379', timeout=30)) == []
+    assert seen == [None, 30]
+
+
+def test_grpc_reads_on_the_waiting_thread_unless_the_operator_chose(tmp_path):
+    """Importing the client selects gRPC's older poller (GRPC_EXPERIMENTS=-event_engine_client, read by gRPC's
+    core when it starts) for the module's process; a value already in the environment is kept."""
+    import subprocess
+    import sys
+    root = os.path.abspath(os.path.join(os.path.dirname(_client.__file__), '..', '..', '..', '..', '..'))
+    code = ('import os; from ansible_collections.etcdops.etcd.plugins.module_utils import _client; '
+            'print(os.environ.get("GRPC_EXPERIMENTS"))')
+    env = dict((k, v) for k, v in os.environ.items() if k != 'GRPC_EXPERIMENTS')
+    env['PYTHONPATH'] = root
+    out = subprocess.run([sys.executable, '-c', code], env=env, stdout=subprocess.PIPE, check=True).stdout
+    assert out.decode().strip() == '-event_engine_client'
+    env['GRPC_EXPERIMENTS'] = 'event_engine_client'
+    out = subprocess.run([sys.executable, '-c', code], env=env, stdout=subprocess.PIPE, check=True).stdout
+    assert out.decode().strip() == 'event_engine_client'
