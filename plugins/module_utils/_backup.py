@@ -39,6 +39,8 @@ import time
 
 from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt import BboltError
 from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import (
+    CRC32C_IMPLEMENTATION,
+    BlockCrcs,
     SnapshotError,
     database_status,
     stream_from,
@@ -54,6 +56,7 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._store import (
     resources_location,
 )
 from ansible_collections.etcdops.etcd.plugins.module_utils._streams import (
+    Coalesce,
     Meter,
     StreamError,
     age_encrypt,
@@ -228,6 +231,10 @@ class ScratchStatus(object):
         self._chunks = chunks
         self.path = path
         self.follow = follow
+        # crc32c of each 64 KiB block as it is written (~0.1 s per GB with a C crc32c): the walk hashes large
+        # values from them instead of reading them back (measured: 1.4-1.8 s waited after the stream for a walk
+        # of 1.2 GB of 1 MB values that had left the page cache, on a host limited to 4 GiB)
+        self.blocks = BlockCrcs() if CRC32C_IMPLEMENTATION != 'python' else None
         self._walk = None
         self._cond = threading.Condition(threading.Lock())
         self._written = 0
@@ -264,12 +271,19 @@ class ScratchStatus(object):
     def __iter__(self):
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         if self.follow:
-            self._walk = InThread(database_status, self.path, self._ready).start()
+            self._walk = InThread(database_status, self.path, self._ready, self.blocks).start()
+        source = self._chunks
+        if self.blocks is not None:
+            # fed with etcd's messages (each inside one block: no copy), before the walk can learn that they are
+            # in the file
+            source = self.blocks.fed(source)
         state = self.FAILED
         try:
             # unbuffered: every chunk is in the file (for the walk to read) once write returns
             with os.fdopen(fd, 'wb', buffering=0) as out:
-                for chunk in self._chunks:
+                # 256 KiB chunks from here on: the write, zstd, age and the store run once per 8 messages
+                # (measured: 0.15-0.5 s less for a backup of 1.2 GB to a local directory, 4 runs alternated)
+                for chunk in Coalesce(source):
                     view = memoryview(chunk)
                     while view:
                         view = view[out.write(view):]
@@ -283,7 +297,7 @@ class ScratchStatus(object):
         finally:
             self._finished(state)
         if not self.follow:
-            self._walk = InThread(database_status, self.path).start()
+            self._walk = InThread(database_status, self.path, None, self.blocks).start()
 
     def close(self):
         close = getattr(self._chunks, 'close', None)

@@ -33,6 +33,7 @@ crc32c (Castagnoli, etcdutl's status hash) comes from ``google-crc32c`` or ``crc
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import array
 import errno
 import hashlib
 import os
@@ -42,7 +43,7 @@ import tempfile
 import time
 
 from ansible_collections.etcdops.etcd.plugins.module_utils._manifest import fsync_dir
-from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt import BboltError, BboltFile
+from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt import BboltError, BboltFile, Span
 from ansible_collections.etcdops.etcd.plugins.module_utils._streams import Meter, file_chunks
 
 TRAILER_SIZE = 32  # sha256 digest etcd appends to the database it streams
@@ -90,6 +91,104 @@ def _crc32c_implementation():
 
 
 CRC32C_IMPLEMENTATION, crc32c_update = _crc32c_implementation()
+
+_CASTAGNOLI = 0x82F63B78  # reflected
+
+
+def _multmodp(a, b):
+    """a * b modulo the crc32c polynomial, reflected bit order (zlib's multmodp for Castagnoli)."""
+    m = 1 << 31
+    p = 0
+    while True:
+        if a & m:
+            p ^= b
+            if not a & (m - 1):
+                return p
+        m >>= 1
+        b = (b >> 1) ^ _CASTAGNOLI if b & 1 else b >> 1
+
+
+def _x8nmodp(n):
+    """x^(8n) modulo the polynomial: what shifting a crc by n zero bytes multiplies it by."""
+    power = 1 << 30  # x^1, then x^2, x^4 ...
+    p = 1 << 31      # x^0
+    n *= 8
+    while n:
+        if n & 1:
+            p = _multmodp(power, p)
+        n >>= 1
+        power = _multmodp(power, power)
+    return p
+
+
+class BlockCrcs(object):
+    """crc32c of every complete SIZE-byte block of a file (block j: bytes j*SIZE to (j+1)*SIZE), fed with the
+    file's bytes in order as it is written. ``extend(crc, offset, length, read)`` then extends a running crc32c
+    by a range of the file from these (zlib's crc32_combine: crc(A+B) = crc(A) * x^(8|B|) ^ crc(B)), reading
+    only the ends that are not whole blocks: the status walk of a snapshot whose file has left the page cache
+    does not read its large values back."""
+
+    SIZE = 64 * 1024
+    _SHIFT = []  # crc -> crc * x^(8 SIZE), as 4 tables of 256 (the map is linear in the crc's bits)
+
+    def __init__(self):
+        self.crcs = array.array('I')
+        self._crc = 0
+        self._filled = 0
+
+    @classmethod
+    def _shift_tables(cls):
+        if not cls._SHIFT:
+            op = _x8nmodp(cls.SIZE)
+            cls._SHIFT.extend([_multmodp(op, byte << (8 * lane)) for byte in range(256)] for lane in range(4))
+        return cls._SHIFT
+
+    def fed(self, chunks):
+        """Pass chunks through, feeding each."""
+        for chunk in chunks:
+            self.feed(chunk)
+            yield chunk
+
+    def feed(self, data):
+        size = self.SIZE
+        if self._filled + len(data) <= size:  # within the block: hashed as it is, no copy
+            self._crc = crc32c_update(self._crc, data)
+            self._filled += len(data)
+            if self._filled == size:
+                self.crcs.append(self._crc)
+                self._crc, self._filled = 0, 0
+            return
+        view = memoryview(data)
+        while len(view):
+            piece = view[:size - self._filled]
+            self._crc = crc32c_update(self._crc, piece)
+            self._filled += len(piece)
+            view = view[len(piece):]
+            if self._filled == size:
+                self.crcs.append(self._crc)
+                self._crc, self._filled = 0, 0
+
+    def extend(self, crcs, offset, length, read):
+        """Each running crc32c of the list crcs extended by the file's bytes [offset, offset + length); read(offset,
+        size) reads the ends that are not whole blocks, and the whole range when its blocks are not all known."""
+        size = self.SIZE
+        first = -(-offset // size)
+        last = (offset + length) // size
+        if last - first < 1 or last > len(self.crcs):
+            data = read(offset, length)
+            return [crc32c_update(crc, data) for crc in crcs]
+        if first * size > offset:
+            head = read(offset, first * size - offset)
+            crcs = [crc32c_update(crc, head) for crc in crcs]
+        t0, t1, t2, t3 = self._shift_tables()
+        blocks = self.crcs
+        for index in range(first, last):
+            block = blocks[index]
+            crcs = [t0[c & 0xFF] ^ t1[(c >> 8) & 0xFF] ^ t2[(c >> 16) & 0xFF] ^ t3[c >> 24] ^ block for c in crcs]
+        if offset + length > last * size:
+            tail = read(last * size, offset + length - last * size)
+            crcs = [crc32c_update(crc, tail) for crc in crcs]
+        return crcs
 
 
 class SnapshotError(Exception):
@@ -313,7 +412,9 @@ class _StatusWalk(object):
     FLUSH = 1024 * 1024
     DIRECT = 64 * 1024
 
-    def __init__(self):
+    def __init__(self, blocks=None, bolt=None):
+        self.blocks = blocks  # BlockCrcs of the file, for values visited as Span
+        self.bolt = bolt
         self.crc = 0
         self.entries = 0      # every key of every bucket: etcdctl 3.4 / etcdutl 3.5 totalKey
         self.revision = 0
@@ -328,6 +429,16 @@ class _StatusWalk(object):
         self.compaction = {}  # scheduledCompactRev / finishedCompactRev of the meta bucket (main revisions)
 
     def _write(self, data):
+        if isinstance(data, Span):
+            self.flush()
+            # a file still being written: wait until it holds the value, whose blocks are then all known
+            self.bolt.wait_for(data.offset + data.length)
+            if self._bucket == b'key':
+                self.crc, self.kv_crc = self.blocks.extend([self.crc, self.kv_crc], data.offset, data.length,
+                                                           self.bolt.read)
+            else:
+                self.crc, = self.blocks.extend([self.crc], data.offset, data.length, self.bolt.read)
+            return
         if len(data) >= self.DIRECT:
             # A large value is hashed as it is: joining it with the small pieces before it would copy it again
             # (a third of the walk's time for 1 MB values). The order of the hashed bytes is the same.
@@ -372,6 +483,8 @@ class _StatusWalk(object):
         self._write(key)
         if value is not None:
             self._write(value)
+            if isinstance(value, Span):
+                value = _span_head(value)
         self.entries += 1
         if self._bucket == b'key':
             if len(key) < 17:
@@ -389,18 +502,29 @@ class _StatusWalk(object):
             self.compaction[bytes(key).decode('ascii')] = struct.unpack('>q', bytes(value[:8]))[0]
 
 
-def database_status(path, ready=None):
+def _span_head(span):
+    """Enough of a large value for item(): the KeyValue's key when etcd wrote it first, else the whole value."""
+    head = bytearray(span.prefix(4096))
+    if head and head[0] == 0x0A:
+        size, offset = _varint(head, 1)
+        if offset + size <= len(head):
+            return head
+    return span.read()
+
+
+def database_status(path, ready=None, blocks=None):
     """etcdutl's snapshot status of the bbolt file at path: hash, revision, total_key, total_size, version.
 
     total_key follows the etcd line that wrote the snapshot, as that line's etcdutl prints it: from 3.6 (the
     snapshot has a storage version) the keys alive at the snapshot's revision; before, every entry of every
     bucket (revisions of the key bucket, members, meta ...), as etcdctl 3.4 and etcdutl 3.5 count them.
     live_keys and entries give both counts whatever the line. ready: see ``BboltFile`` (a file still being
-    written).
+    written). blocks: the file's BlockCrcs, fed while it was written: large values are then hashed from them
+    instead of read again.
     """
-    walk = _StatusWalk()
     try:
-        with BboltFile(path, ready=ready) as bolt:
+        with BboltFile(path, ready=ready, spans=blocks.SIZE if blocks is not None else 0) as bolt:
+            walk = _StatusWalk(blocks, bolt)
             bolt.walk(walk.bucket, walk.item)
             total_size = bolt.size
     except BboltError as exc:

@@ -88,6 +88,33 @@ def close_stream(chunks):
             pass
 
 
+class Coalesce(object):
+    """Pass a stream of small chunks on as chunks of at least size bytes (the last one may be shorter): every
+    step after it then runs once per chunk instead of once per small message (etcd streams a snapshot in 32 KiB
+    messages, 36 000 per 1.2 GB)."""
+
+    def __init__(self, chunks, size=DEFAULT_CHUNK_SIZE):
+        self._chunks = chunks
+        self._size = size
+
+    def __iter__(self):
+        parts = []
+        gathered = 0
+        size = self._size
+        for chunk in self._chunks:
+            parts.append(chunk)
+            gathered += len(chunk)
+            if gathered >= size:
+                yield parts[0] if len(parts) == 1 else b''.join(parts)
+                parts = []
+                gathered = 0
+        if parts:
+            yield b''.join(parts)
+
+    def close(self):
+        close_stream(self._chunks)
+
+
 def file_chunks(fileobj, chunk_size=DEFAULT_CHUNK_SIZE):
     """Read a binary file object to its end, in chunks."""
     while True:

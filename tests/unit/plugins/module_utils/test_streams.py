@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from ansible_collections.etcdops.etcd.plugins.module_utils._streams import (
-    ChunkReader, Meter, Sha256, StreamError, age_decrypt, age_encrypt, file_chunks, identities_from_text,
+    ChunkReader, Coalesce, Meter, Sha256, StreamError, age_decrypt, age_encrypt, file_chunks, identities_from_text,
     parse_recipients, public_keys, read_identities, zstd_compress, zstd_decompress,
 )
 
@@ -363,3 +363,27 @@ def test_memory_does_not_grow_with_the_size_one_gib_round_trip():
           % (large['before_kib'] / 1024.0, small['peak_kib'] / 1024.0, peak_mib, growth_mib, large['seconds']))
     assert growth_mib < 16, 'peak RSS grew by %.1f MiB from 256 MiB to 1 GiB of data' % growth_mib
     assert peak_mib < 80, 'peak RSS %.1f MiB' % peak_mib
+
+
+def test_coalesce_passes_the_same_bytes_in_chunks_of_at_least_the_size_and_closes_upstream():
+    pieces = [bytes([n]) * (n * 100 + 1) for n in range(1, 60)]
+    closed = []
+
+    def upstream():
+        try:
+            yield from pieces
+        finally:
+            closed.append(True)
+    out = list(Coalesce(upstream(), size=1000))
+    assert b''.join(out) == b''.join(pieces)
+    assert all(len(chunk) >= 1000 for chunk in out[:-1]) and out[-1]
+    big = b'x' * 5000
+    assert list(Coalesce(iter([big]), size=1000))[0] is big  # a chunk already large enough is not copied
+    stream = Coalesce(upstream(), size=10 ** 9)
+    stream.close()
+    assert list(Coalesce(iter([]), size=10)) == []
+    coalesced = Coalesce(upstream(), size=1000)
+    iterator = iter(coalesced)
+    next(iterator)
+    coalesced.close()
+    assert closed[-1] is True
