@@ -11,9 +11,11 @@ a random part (base64 of /dev/urandom) and a repetitive part, so the database is
   (c) etcd_backup: snapshot -> zstd -> age -> S3 multipart (the module's duration_seconds, and its wall time);
   (d) etcd_backup to a local directory on the same host;
 
-and prints (c)/max(a,b) (goal <= 1.25), (d)/(a) (goal <= 1.1) and the peak RSS (VmHWM) of the module process,
-polled from /proc every 0.2 s with the highest anonymous RSS seen (RssAnon: what is not file pages) (goal <= 100
-MiB). The lab is brought down at the end, on success or failure.
+Before each measured step the benchmark waits until the host and the S3 server are idle (`docker stats`), so
+that no step pays for work the one before left running. It prints (c)/max(a,b) (goal <= 1.25), (d)/(a) (goal
+<= 1.1) and the peak RSS (VmHWM) of the module process, polled from /proc every 0.2 s with the highest anonymous
+RSS seen (RssAnon: what is not file pages) (goal <= 100 MiB). The lab is brought down at the end, on success or
+failure.
 
 The S3 server (moto) joins a multipart upload in memory: its container gets 4 GiB here (docker update) so that
 (b)'s 1 GiB upload fits; the host gets 4 GiB too (etcd maps the whole database). Nothing else is changed.
@@ -63,6 +65,21 @@ def timed(lab, script, timeout=1800):
     out = sh(lab, "s=$(date +%%s.%%N); %s >/dev/null || exit 1; e=$(date +%%s.%%N); echo $s $e" % script, timeout)
     start, end = out.split()[-2:]
     return float(end) - float(start)
+
+
+def settle(lab, limit=5.0, timeout=60):
+    """Wait (at most timeout s) until the host and the S3 server are idle, each under limit % of a CPU in one
+    `docker stats` sample, so that no step pays for the work the one before left running (moto keeps joining a
+    multipart upload after it has answered; etcd and the kernel write back what a step wrote)."""
+    names = [lab.container(HOST), lab.state["s3"]["container"]]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.CPUPerc}}"] + names,
+                             capture_output=True, text=True, check=False).stdout.split()
+        if len(out) == len(names) and all(float(value.rstrip("%")) < limit for value in out):
+            return
+        time.sleep(1)
+    print("the lab was still busy after %d s; measuring anyway" % timeout, file=sys.stderr)
 
 
 def etcdctl_cmd(lab):
@@ -278,6 +295,7 @@ def run(lab, smaps=None):
     save = "ETCDCTL_API=3 %s snapshot save %s/a.db" % (etcdctl_cmd(lab), WORK)
     warm = timed(lab, save)
     sh(lab, "rm -f %s/a.db" % WORK)
+    settle(lab)
     a_before = timed(lab, save)
     snapshot_size = int(sh(lab, "stat -c %%s %s/a.db" % WORK))
 
@@ -288,6 +306,7 @@ def run(lab, smaps=None):
               "c.delete_object(Bucket=%r,Key='bench/plain-upload.db')\n"
               % (s3["endpoint_url"], s3["access_key"], s3["secret_key"], s3["region"], WORK + "/a.db", s3["bucket"],
                  s3["bucket"]))
+    settle(lab)
     b = float(lab.exec(HOST, [PY, "-"], input=upload, timeout=1800).stdout.split()[-1])
     sh(lab, "rm -f %s/a.db" % WORK)
 
@@ -297,14 +316,17 @@ def run(lab, smaps=None):
     common = dict(cluster_name="bench", recipients=[public], resources=True, member="leader", timeout=1800,
                   command_timeout=60.0, dial_timeout=30.0)
     # (c) the full pipeline to S3
+    settle(lab)
     c_result, c_wall, c_rss = module(lab, dict(common, store="s3", bucket=s3["bucket"], endpoint_url=s3["endpoint_url"],
                                                region=s3["region"], path_style=True, access_key=s3["access_key"],
                                                secret_key=s3["secret_key"]), smaps, "c-s3")
     print("(c) pipeline to S3 %.2f s, peak RSS / anonymous %s MiB" % (c_result["duration_seconds"], c_rss),
           file=sys.stderr)
     # (d) the pipeline to a local file on the same disk as (a)
+    settle(lab)
     d_result, d_wall, d_rss = module(lab, dict(common, store="local", directory=WORK + "/store"), smaps, "d-local")
     sh(lab, "rm -rf %s/store" % WORK)
+    settle(lab)
     a_after = timed(lab, save)
     sh(lab, "rm -f %s/a.db" % WORK)
     a = (a_before + a_after) / 2
