@@ -446,7 +446,7 @@ class _Walker(object):
             if self.freed is not None and self.freed[pgid]:
                 self.problem('page %d: reachable freed' % pgid)
         if flags == LEAF:
-            if overflow and len(data) == self.page_size:
+            if overflow and self.bolt.spans:  # page() read its first page only
                 return self._sparse_leaf_elements(pgid, data, count, overflow)
             return self._leaf_elements(data, 0, count, len(data), 'page %d' % pgid)
         if flags == BRANCH:

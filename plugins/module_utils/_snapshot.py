@@ -123,7 +123,7 @@ def _x8nmodp(n):
 
 class BlockCrcs(object):
     """crc32c of every complete SIZE-byte block of a file (block j: bytes j*SIZE to (j+1)*SIZE), fed with the
-    file's bytes in order as it is written. ``extend(crc, offset, length, read)`` then extends a running crc32c
+    file's bytes in order as it is written. ``extend(crcs, offset, length, read)`` then extends running crc32cs
     by a range of the file from these (zlib's crc32_combine: crc(A+B) = crc(A) * x^(8|B|) ^ crc(B)), reading
     only the ends that are not whole blocks: the status walk of a snapshot whose file has left the page cache
     does not read its large values back."""
@@ -151,19 +151,14 @@ class BlockCrcs(object):
 
     def feed(self, data):
         size = self.SIZE
-        if self._filled + len(data) <= size:  # within the block: hashed as it is, no copy
-            self._crc = crc32c_update(self._crc, data)
-            self._filled += len(data)
-            if self._filled == size:
-                self.crcs.append(self._crc)
-                self._crc, self._filled = 0, 0
-            return
-        view = memoryview(data)
-        while len(view):
-            piece = view[:size - self._filled]
+        offset = 0
+        while offset < len(data):
+            take = min(size - self._filled, len(data) - offset)
+            # a message inside one block (etcd's 32 KiB ones) is hashed as it is: no slice, no copy
+            piece = data if take == len(data) else memoryview(data)[offset:offset + take]
             self._crc = crc32c_update(self._crc, piece)
-            self._filled += len(piece)
-            view = view[len(piece):]
+            self._filled += take
+            offset += take
             if self._filled == size:
                 self.crcs.append(self._crc)
                 self._crc, self._filled = 0, 0
