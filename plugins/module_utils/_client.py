@@ -13,7 +13,8 @@ What is here:
   timeout and a command timeout.  Read: ``member_list`` (with learners), ``status``/``statuses`` (one result per
   endpoint, an ``error`` where it did not answer), ``alarm_list``, ``hashkv``, ``get``/``put``/``count``.
   Change: ``member_add`` (as learner), ``member_promote``, ``member_remove``, ``member_update``,
-  ``alarm_disarm``, ``defragment``, ``compact``.  Stream: ``snapshot``.
+  ``alarm_disarm``, ``defragment``, ``compact``.  Stream: ``snapshot`` (read off HTTP/2 by ``_h2``, through
+  grpcio when that reader gets nothing).
 * ``EtcdClientError``/``EtcdUnreachableError`` and ``translate_rpc_error``: gRPC failures turned into messages
   that name the endpoint or file to check.
 
@@ -33,6 +34,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import ssl
 import threading
 import traceback
 
@@ -40,6 +42,7 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.six.moves.urllib.parse import urlparse
 
 from ansible_collections.etcdops.etcd.plugins.module_utils import _etcd_proto
+from ansible_collections.etcdops.etcd.plugins.module_utils import _h2
 
 ETCD_CLIENT_IMPORT_ERROR = None
 try:
@@ -461,6 +464,10 @@ class EtcdClient(object):
         self.answered = None  # URL of the endpoint that answered last
         self.stream_window = stream_window  # see _channel_options; None: gRPC's default (BDP probing)
         self._connections = {}
+        self._tls_context = None
+        # 'http2' (the _h2 reader, grpcio when it gets nothing) or 'grpc' (grpcio only): see snapshot()
+        self.snapshot_reader = 'grpc' if os.environ.get('ETCDOPS_SNAPSHOT_READER') == 'grpc' else 'http2'
+        self.snapshot_fallback = None  # why the last snapshot() went to grpcio after the _h2 reader, or None
 
     # -- plumbing -------------------------------------------------------------------------------------
 
@@ -649,12 +656,67 @@ class EtcdClient(object):
         self._call(endpoint, call, timeout=timeout)
 
     def snapshot(self, endpoint, timeout=None):
-        """Yield the snapshot of one member as (chunk bytes, remaining_bytes) pairs, as etcd streams it.
+        """Yield the snapshot of one member as (chunk, remaining_bytes) pairs, as etcd streams it.
 
         timeout bounds the whole stream (None: no bound); errors while streaming are EtcdClientError too.
+        The stream is read by ``_h2`` (HTTP/2 without the gRPC library: a third of the CPU); when that reader gets
+        nothing (refused connection, certificate, auth, an HTTP/2 it does not expect), the call is made again
+        through grpcio, whose errors say why. ``snapshot_reader = 'grpc'`` (or ETCDOPS_SNAPSHOT_READER=grpc in the
+        module's environment) uses grpcio only. Chunks are bytes or bytearrays.
         """
         endpoint = self._endpoint(endpoint)
+        self.snapshot_fallback = None
+        if self.snapshot_reader == 'http2':
+            call = self._h2_call(endpoint, timeout)
+            received = 0
+            if call is not None:
+                try:
+                    for blob, remaining in call:
+                        received += len(blob)
+                        yield blob, remaining
+                    return
+                except _h2.H2Error as exc:
+                    if received or exc.kind == 'timeout':
+                        raise self._h2_error(exc, endpoint, timeout)
+                    self.snapshot_fallback = exc.msg  # nothing came: ask grpcio, which reports why
+                finally:
+                    call.close()
+        yield from self._grpc_snapshot(endpoint, timeout)
 
+    def _h2_call(self, endpoint, timeout):
+        """The HTTP/2 reader for one endpoint, or None where only grpcio can tell what is wrong."""
+        token = None
+        if self.user is not None:
+            connection = self._connection(endpoint)
+            if connection.token is None:
+                try:
+                    self._authenticate(connection)
+                except grpc.RpcError:
+                    return None
+            token = connection.token or None
+        context = None
+        if endpoint.secure:
+            if self._tls_context is None:
+                try:
+                    self._tls_context = _h2.tls_context(self.tls.ca_cert, self.tls.client_cert, self.tls.client_key)
+                except (ssl.SSLError, OSError, ValueError) as exc:
+                    self.snapshot_fallback = 'TLS context: %s' % exc
+                    return None
+            context = self._tls_context
+        return _h2.SnapshotCall(endpoint.host, endpoint.port, context, token=token, dial_timeout=self.dial_timeout,
+                                timeout=timeout, window=self.stream_window or _h2.DEFAULT_STREAM_WINDOW)
+
+    @staticmethod
+    def _h2_error(exc, endpoint, timeout):
+        if exc.kind == 'timeout':
+            return EtcdClientError('%s: the snapshot stream did not end within %ss (timeout): etcd is overloaded, '
+                                   'stalled on disk, or the host is unreachable' % (endpoint.url, timeout),
+                                   kind='timeout', endpoint=endpoint.url, code='DEADLINE_EXCEEDED', details=exc.msg)
+        return EtcdClientError('%s: the snapshot stream broke after %d bytes: the member stopped or closed the '
+                               'connection (%s)' % (endpoint.url, exc.received, exc.msg), kind='stream_broken',
+                               endpoint=endpoint.url, code='UNAVAILABLE', details=exc.msg)
+
+    def _grpc_snapshot(self, endpoint, timeout):
         def call(connection, call_timeout, metadata):
             # timeout, not call_timeout: _call gives None the command_timeout, which would bound the whole stream
             return connection.stub('MaintenanceStub').Snapshot(etcdrpc.SnapshotRequest(), timeout=timeout,
