@@ -66,8 +66,9 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._streams import (
 from ansible_collections.etcdops.etcd.plugins.module_utils._threads import InThread
 
 MEGABYTE = 1000 * 1000.0
-# What gRPC reads ahead of the pipeline on the snapshot stream (see _client._channel_options): 3-5 MiB buffered
-# instead of 20-30 MiB with gRPC's default window, which grows with BDP probing. To S3 the peak memory is at its
+# The snapshot stream's flow-control window: what the member may send ahead of the pipeline. The HTTP/2 reader
+# (_h2) leaves that in the kernel's socket buffer; through grpcio (its fallback, see _client._channel_options) it
+# is buffered in the process: 3-5 MiB instead of 20-30 MiB with gRPC's default window, which grows with BDP probing. To S3 the peak memory is at its
 # bound with 512 KiB (97-100 MiB of 100 measured, 103 with 2 MiB); to a local directory it is ~62 MiB, and a wider
 # window lets the member send while the pipeline works (1.2 GB streamed in 7.3 s with 8 MiB, 9.0 s with 512 KiB,
 # peak 77 MiB: benchmarks/backup, 2026-12-06).

@@ -118,6 +118,32 @@ def message_classes():
     return _classes
 
 
+class Truncated(ValueError):
+    """The bytes end inside a protobuf field."""
+
+
+def read_varint(data, pos):
+    """The protobuf varint at pos of data (bytes, bytearray): (value, position after it).
+
+    Truncated when data ends inside it, ValueError when it runs over 10 bytes. Used where messages are read by
+    hand: the snapshot stream (_h2) and the key of each KeyValue in a snapshot's key bucket (_snapshot).
+    """
+    value = 0
+    shift = 0
+    end = len(data)
+    while True:
+        if pos >= end:
+            raise Truncated('a varint runs past the end of the bytes')
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7f) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError('a varint longer than 10 bytes')
+
+
 def alarm_name(number):
     """'NOSPACE' for 1; an alarm a later etcd adds reads as 'ALARM_<n>'."""
     for name, value in ENUMS[0][1]:

@@ -34,12 +34,15 @@ import ssl
 import struct
 import time
 
+from ansible_collections.etcdops.etcd.plugins.module_utils._etcd_proto import Truncated, read_varint
+
 PREFACE = b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'
 SNAPSHOT_PATH = b'/etcdserverpb.Maintenance/Snapshot'
 
 # frame types and flags (RFC 9113 section 6)
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
 END_STREAM = 0x1
+END_HEADERS = 0x4
 ACK = 0x1
 PADDED = 0x8
 SETTINGS_ENABLE_PUSH = 0x2
@@ -116,28 +119,6 @@ def request_headers(scheme, authority, token=None):
     return b''.join(hpack_literal(name, value) for name, value in fields)
 
 
-class _Short(ValueError):
-    """The bytes end inside a field."""
-
-
-def read_varint(data, pos):
-    """A protobuf varint at pos: (value, position after it)."""
-    value = 0
-    shift = 0
-    end = len(data)
-    while True:
-        if pos >= end:
-            raise _Short('a varint runs past the end of the bytes')
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7f) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError('a varint longer than 10 bytes')
-
-
 def scan_fields(data, complete):
     """Read a SnapshotResponse's fields from the start of data up to its blob (field 3).
 
@@ -169,8 +150,8 @@ def scan_fields(data, complete):
             else:
                 raise ValueError('field %d has wire type %d' % (field, wire))
             if pos > end:
-                raise _Short('field %d runs past the end of the bytes' % field)
-    except _Short:
+                raise Truncated('field %d runs past the end of the bytes' % field)
+    except Truncated:
         if complete:
             raise ValueError('the last field runs past the end of the message')
         return 'more', pos, remaining, 0
@@ -501,13 +482,12 @@ class SnapshotCall(object):
             token = token.encode('utf-8')
         scheme = b'https' if self.context is not None else b'http'
         authority = ('%s:%d' % (self.host if ':' not in self.host else '[%s]' % self.host, self.port)).encode('ascii')
-        end_headers = 0x4
         return b''.join([
             PREFACE,
             frame(SETTINGS, 0, 0, settings),
             frame(WINDOW_UPDATE, 0, 0, struct.pack('>I', self.window - DEFAULT_WINDOW)) if self.window > DEFAULT_WINDOW
             else b'',
-            frame(HEADERS, end_headers, STREAM_ID, request_headers(scheme, authority, token)),
+            frame(HEADERS, END_HEADERS, STREAM_ID, request_headers(scheme, authority, token)),
             frame(DATA, END_STREAM, STREAM_ID, b'\x00\x00\x00\x00\x00'),  # the empty SnapshotRequest, uncompressed
         ])
 

@@ -44,6 +44,7 @@ import time
 
 from ansible_collections.etcdops.etcd.plugins.module_utils._manifest import fsync_dir
 from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt import BboltError, BboltFile, Span
+from ansible_collections.etcdops.etcd.plugins.module_utils._etcd_proto import Truncated, read_varint
 from ansible_collections.etcdops.etcd.plugins.module_utils._streams import Meter, file_chunks
 
 TRAILER_SIZE = 32  # sha256 digest etcd appends to the database it streams
@@ -342,37 +343,38 @@ _TOMBSTONE_KEY_SIZE = 18  # an mvcc revision key (8 + 1 + 8 bytes) plus the 't' 
 _SEMVER = re.compile(r'^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+([0-9A-Za-z.-]+))?$')
 
 
-def _varint(data, offset):
-    value = shift = 0
-    while True:
-        byte = data[offset]
-        offset += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, offset
-        shift += 7
-
-
 def kv_key(value):
     """The key (field 1) of an mvccpb.KeyValue message."""
+    try:
+        return _kv_key(value)
+    except ValueError:  # a varint cut short or too long
+        pass
+    raise SnapshotError('a value in the key bucket is not an mvcc KeyValue', kind='corrupted')
+
+
+def _kv_key(value):
+    """kv_key, or ValueError."""
     data = bytearray(value[:64]) if len(value) > 64 else bytearray(value)
     if data and data[0] == 0x0A:  # field 1, length-delimited: etcd writes it first
-        size, offset = _varint(data, 1)
+        try:
+            size, offset = read_varint(data, 1)
+        except Truncated:
+            size, offset = len(data), len(data)  # cut by the 64 bytes: read the whole value below
         if offset + size <= len(data):
             return bytes(data[offset:offset + size])
     data = bytearray(value)
     offset = 0
     while offset < len(data):
-        tag, offset = _varint(data, offset)
+        tag, offset = read_varint(data, offset)
         field, wire = tag >> 3, tag & 7
         if wire == 0:
-            dummy, offset = _varint(data, offset)
+            dummy, offset = read_varint(data, offset)
         elif wire == 1:
             offset += 8
         elif wire == 5:
             offset += 4
         elif wire == 2:
-            size, offset = _varint(data, offset)
+            size, offset = read_varint(data, offset)
             if field == 1:
                 return bytes(data[offset:offset + size])
             offset += size
@@ -381,7 +383,7 @@ def kv_key(value):
     if offset == len(data):
         # no key field: an empty KeyValue, as the empty value etcdutl's --bump-revision puts at the bumped revision
         return b''
-    raise SnapshotError('a value in the key bucket is not an mvcc KeyValue', kind='corrupted')
+    raise ValueError('not an mvcc KeyValue')
 
 
 def _semver(raw):
@@ -501,7 +503,10 @@ def _span_head(span):
     """Enough of a large value for item(): the KeyValue's key when etcd wrote it first, else the whole value."""
     head = bytearray(span.prefix(4096))
     if head and head[0] == 0x0A:
-        size, offset = _varint(head, 1)
+        try:
+            size, offset = read_varint(head, 1)
+        except ValueError:
+            return span.read()  # kv_key reads the whole value and says what is wrong with it
         if offset + size <= len(head):
             return head
     return span.read()

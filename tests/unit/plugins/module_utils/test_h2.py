@@ -136,17 +136,12 @@ def test_fields_the_reader_does_not_know_are_skipped_before_and_after_the_blob()
     (b'\x00\x7f\x00\x00\x00', 'bytes'),
     (grpc_message(field(3, b'a') + field(3, b'b')), 'two blobs'),
     (grpc_message(b'\x0b'), 'wire type 3'),
-    (grpc_message(field(3, b'abc'))[:-1] + b'\x00' + b'', None),
+    (grpc_message(b'\x10' + b'\xff' * 11), 'longer than 10 bytes'),
 ])
 def test_what_is_not_a_snapshot_stream_is_refused(stream, message):
     decoder = _h2.SnapshotDecoder()
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match=message):
         decoder.feed(memoryview(stream))
-        if message is None:
-            decoder.feed(memoryview(b'\x00'))
-            decoder.finish()
-    if message:
-        assert message in str(caught.value)
 
 
 def test_a_stream_cut_inside_a_message_is_refused_at_its_end():

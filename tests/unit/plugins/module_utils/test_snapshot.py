@@ -328,6 +328,14 @@ def test_kv_key_of_the_empty_value_a_revision_bump_puts():
         _snapshot.kv_key(b'\x0f\x01')  # wire type 7 does not exist
 
 
+@pytest.mark.parametrize('value', [b'\x0a\x85', b'\x10', b'\x10\x05\x0a\xff', b'\x10' + b'\xff' * 11])
+def test_kv_key_of_a_value_cut_inside_a_varint_is_a_corrupted_snapshot(value):
+    # was an IndexError (a traceback) from the status walk
+    with pytest.raises(_snapshot.SnapshotError) as caught:
+        _snapshot.kv_key(value)
+    assert caught.value.kind == 'corrupted'
+
+
 @pytest.mark.parametrize('raw,expected', [(b'3.6.0', '3.6.0'), (b'3.7.0-alpha.1', '3.7.0-alpha.1'), (b'junk', ''),
                                           (b'v3.6.0', '3.6.0')])
 def test_storage_version_as_go_semver_prints_it(raw, expected):
