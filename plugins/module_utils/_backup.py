@@ -4,20 +4,14 @@
 
 The flow, one pass over the snapshot stream::
 
-    member --Snapshot RPC--> TrailerCheck (sha256) --+--> zstd --> age --> store.put_object (multipart)
-                                                     |
-                                                     +--> scratch file (0600, in a 0700 directory)
-                                                            `--> database_status() in a thread: to S3 started
-                                                                 as soon as the stream has ended and its trailer
-                                                                 matched; to a local directory started with the
-                                                                 stream, reading each page once it is written
-                                                                 (ScratchStatus)
+    member --Snapshot RPC--> TrailerCheck (sha256) --> StreamStatus --> zstd --> age --> store.put_object
+                                                       (each page read as it passes: the status at the end)
 
-Why a scratch file: the hash, revision and key count that ``etcdutl snapshot status`` prints come from a walk
-of the complete bbolt database (pages refer to pages anywhere in the file), which the stream alone cannot
-give. The raw verified stream is therefore written to a scratch file as it passes; the status is read from it
-while the rest of the backup (end of the upload, the resources object) goes on, and the file is removed at the
-end, on success and on failure. It needs as much free space as the database, for the length of the backup.
+The hash, revision and key count that ``etcdutl snapshot status`` prints come from a walk of the complete
+bbolt database (pages refer to pages anywhere in the file). ``_bbolt_stream.StreamStatus`` keeps, of each page
+as it passes, what that walk needs (a leaf's crc32c, keys at its ends, live-key events...) and walks the trees
+over that when the stream has ended: no scratch copy of the snapshot is written (it used to be, which cost a
+second write of the database and room for it on the host).
 
 A backup exists when its metadata object exists (``_store``): it is written last, after the snapshot object,
 the resources object and its metadata, and only when the status was read. Any failure before raises, the
@@ -26,25 +20,17 @@ interrupted run's leftovers are invisible to listings anyway and ``remove_incomp
 
 Fail-over: when the stream from one member breaks (the member dies, the trailer does not match) or its
 database cannot be read, the next member in the order ``_snapshot.candidates`` gave is asked. A failure of the
-store, of encryption or of the scratch file ends the backup at once: another member would not help.
+store or of encryption ends the backup at once: another member would not help.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import os
 import socket
-import threading
 import time
 
-from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt import BboltError
-from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import (
-    CRC32C_IMPLEMENTATION,
-    BlockCrcs,
-    SnapshotError,
-    database_status,
-    stream_from,
-)
+from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt_stream import StreamStatus
+from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import SnapshotError, stream_from
 from ansible_collections.etcdops.etcd.plugins.module_utils._store import (
     LocalStore,
     ResourceArchive,
@@ -63,7 +49,6 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._streams import (
     parse_recipients,
     zstd_compress,
 )
-from ansible_collections.etcdops.etcd.plugins.module_utils._threads import InThread
 
 MEGABYTE = 1000 * 1000.0
 # The snapshot stream's flow-control window: what the member may send ahead of the pipeline. The HTTP/2 reader
@@ -74,7 +59,6 @@ MEGABYTE = 1000 * 1000.0
 # peak 77 MiB: benchmarks/backup, 2026-12-06).
 STREAM_WINDOW = 512 * 1024
 LOCAL_STREAM_WINDOW = 8 * 1024 * 1024
-DEFAULT_SCRATCH_DIR = '/var/lib/etcd-backup-scratch'
 SNAPSHOT_OBJECT = 'snapshot.db'
 RESOURCES_OBJECT = 'kubernetes.tar'
 DEFAULT_RESOURCE_ROOT = '/etc/kubernetes'
@@ -211,137 +195,6 @@ def recipient_keys(keys=None, key_file=None):
     return lines
 
 
-# -- the scratch file --------------------------------------------------------------------------------------
-
-class ScratchStatus(object):
-    """Pass the checked snapshot stream through while writing it to a scratch file, and read the file's status
-    (database_status) in a thread.
-
-    follow=False: the walk starts once the stream has ended (its trailer matched: TrailerCheck raises otherwise).
-    Run beside the stream it would hold its pages (values up to 1.5 MB) at the same time as the stream's buffers
-    and the upload's parts, ~4-5 MiB more peak memory measured, where the upload of the last parts hides it.
-
-    follow=True: the walk starts with the stream and reads each page as soon as it is in the file (it waits for
-    a page not written yet), so it ends shortly after the stream, on pages the page cache still holds. Read back
-    whole after the stream, a scratch file of the database's size is read from disk again where memory is short
-    (measured: 1.5-2 s for 1.2 GB on a host limited to 4 GiB, etcd holding 2.3 GiB). For the local store, whose
-    peak memory is far under the bound, and which has no upload tail to hide the walk.
-    """
-
-    def __init__(self, chunks, path, follow=False):
-        self._chunks = chunks
-        self.path = path
-        self.follow = follow
-        # crc32c of each 64 KiB block as it is written (~0.1 s per GB with a C crc32c): the walk hashes large
-        # values from them instead of reading them back (measured: 1.4-1.8 s waited after the stream for a walk
-        # of 1.2 GB of 1 MB values that had left the page cache, on a host limited to 4 GiB)
-        self.blocks = BlockCrcs() if CRC32C_IMPLEMENTATION != 'python' else None
-        self._walk = None
-        self._cond = threading.Condition(threading.Lock())
-        self._written = 0
-        self._wanted = None   # the file size the walk waits for
-        self._state = None    # None while writing, then ENDED or FAILED
-
-    ENDED, FAILED = 'ended', 'failed'
-    FOLLOW_AHEAD = 4 * 1024 * 1024
-
-    def _ready(self, end):
-        """BboltFile's ready hook (follow mode): block until the file holds end bytes or the stream ended."""
-        with self._cond:
-            while True:
-                if self._state == self.FAILED:
-                    raise BboltError('the snapshot stream ended before the file was complete')
-                if self._state == self.ENDED or (end is not None and self._written >= end):
-                    self._wanted = None
-                    return
-                # woken once FOLLOW_AHEAD more is written: the walk then reads several pages per wake-up instead
-                # of taking the GIL back (up to 5 ms while the stream's thread runs) for every page
-                self._wanted = end + self.FOLLOW_AHEAD if end is not None else None
-                self._cond.wait()
-
-    def _finished(self, state):
-        with self._cond:
-            if self._state is None:
-                self._state = state
-            self._cond.notify_all()
-
-    def abort(self):
-        """The backup gave up on this stream: a walk waiting for more of the file fails at once."""
-        self._finished(self.FAILED)
-
-    def __iter__(self):
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        if self.follow:
-            self._walk = InThread(database_status, self.path, self._ready, self.blocks).start()
-        source = self._chunks
-        if self.blocks is not None:
-            # fed with etcd's messages (each inside one block: no copy), before the walk can learn that they are
-            # in the file
-            source = self.blocks.fed(source)
-        state = self.FAILED
-        try:
-            # unbuffered: every chunk is in the file (for the walk to read) once write returns
-            with os.fdopen(fd, 'wb', buffering=0) as out:
-                # 256 KiB chunks from here on: the write, zstd, age and the store run once per 8 messages
-                # (measured: 0.15-0.5 s less for a backup of 1.2 GB to a local directory, 4 runs alternated)
-                for chunk in Coalesce(source):
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[out.write(view):]
-                    if self.follow:
-                        with self._cond:
-                            self._written += len(chunk)
-                            if self._wanted is not None and self._written >= self._wanted:
-                                self._cond.notify_all()
-                    yield chunk
-            state = self.ENDED
-        finally:
-            self._finished(state)
-        if not self.follow:
-            self._walk = InThread(database_status, self.path, None, self.blocks).start()
-
-    def close(self):
-        close = getattr(self._chunks, 'close', None)
-        if close is not None:
-            close()
-
-    def status(self):
-        """database_status() of the complete snapshot; SnapshotError when it cannot be read."""
-        if self._walk is None:
-            raise SnapshotError('the snapshot stream did not end: no status to read', kind='truncated')
-        return self._walk.join()
-
-    @property
-    def walk_seconds(self):
-        """How long the status walk took (None before it ended)."""
-        return self._walk.seconds if self._walk is not None else None
-
-
-def prepare_scratch_dir(path):
-    """Create the scratch directory 0700 (root only: the scratch file is a whole snapshot); True if created."""
-    created = False
-    if not os.path.isdir(path):
-        try:
-            os.makedirs(path, 0o700)
-            created = True
-        except OSError as exc:
-            raise BackupError('cannot create the scratch directory %s: %s; set scratch_dir to a directory on a file '
-                              'system with room for one snapshot' % (path, exc.strerror or exc), kind='scratch')
-    try:
-        os.chmod(path, 0o700)
-    except OSError as exc:
-        raise BackupError('cannot set mode 0700 on the scratch directory %s: %s' % (path, exc.strerror or exc),
-                          kind='scratch')
-    return created
-
-
-def _remove(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
 # -- the backup --------------------------------------------------------------------------------------------
 
 def _pipeline(chunks, recipients, level):
@@ -367,7 +220,7 @@ class Backup(object):
 
     def __init__(self, store, cluster_name, etcd_cluster='main', recipients=None, resources=True,
                  resources_recipients=None, resource_root=DEFAULT_RESOURCE_ROOT, resource_paths=None,
-                 scratch_dir=DEFAULT_SCRATCH_DIR, compression_level=3, timeout=None, progress=None, backup_id=None):
+                 compression_level=3, timeout=None, progress=None, backup_id=None):
         self.store = store
         self.cluster_name = cluster_name
         self.etcd_cluster = etcd_cluster
@@ -378,7 +231,6 @@ class Backup(object):
         self.resources_recipients = list(resources_recipients or [])
         self.resource_root = resource_root
         self.resource_paths = list(resource_paths or DEFAULT_RESOURCE_PATHS)
-        self.scratch_dir = scratch_dir
         self.compression_level = compression_level
         self.timeout = timeout
         self.progress = progress
@@ -393,30 +245,22 @@ class Backup(object):
                 ResourceArchive(self.resource_root, self.resource_paths)  # every path exists: checked before streaming
             except StoreError as exc:
                 raise BackupError('resources: %s' % exc, kind='resources')
-        created = prepare_scratch_dir(self.scratch_dir)
-        scratch = os.path.join(self.scratch_dir, '.%s-%s.db' % (self.etcd_cluster, self.backup_id))
-        try:
-            for candidate in order:
-                attempt = self._attempt(client, candidate, scratch)
-                if attempt is not None:
-                    return self._finish(attempt, candidate, cluster_id, started)
-        finally:
-            _remove(scratch)
-            if created:
-                try:
-                    os.rmdir(self.scratch_dir)
-                except OSError:
-                    pass
+        for candidate in order:
+            attempt = self._attempt(client, candidate)
+            if attempt is not None:
+                return self._finish(attempt, candidate, cluster_id, started)
         raise BackupError('no member streamed a complete snapshot, nothing was stored: %s' % '; '.join(
             '%s (%s): %s' % (t['name'], t['endpoint'], t['error']) for t in self.tried), kind='all_failed',
             tried=self.tried)
 
-    def _attempt(self, client, candidate, scratch):
+    def _attempt(self, client, candidate):
         """The stored objects and status from one member, or None when another member should be asked."""
         from ansible_collections.etcdops.etcd.plugins.module_utils._client import EtcdClientError
 
         checked = stream_from(client, candidate, self.timeout)
-        tee = ScratchStatus(checked, scratch, follow=isinstance(self.store, LocalStore))
+        # 256 KiB chunks from here on: the status, zstd, age and the store run once per 8 messages (measured:
+        # 0.15-0.5 s less for a backup of 1.2 GB to a local directory, 4 runs alternated)
+        tee = StreamStatus(Coalesce(checked), source='the snapshot stream from %s' % candidate.name)
         meter = Meter(tee, progress=self.progress)
         name = object_name(SNAPSHOT_OBJECT, True, bool(self.recipients))
         stream_started = time.monotonic()
@@ -427,9 +271,7 @@ class Backup(object):
             mark = time.monotonic()
             resources = self._resources() if self.resources else None
             resources_seconds = time.monotonic() - mark
-            mark = time.monotonic()
             status = tee.status()
-            status_wait_seconds = time.monotonic() - mark
             hashkv = snapshot_hashkv(status)
         except (EtcdClientError, SnapshotError) as exc:
             _forget(self.store, self.location, self.backup_id)
@@ -446,21 +288,11 @@ class Backup(object):
             self._forget_all()
             raise BackupError('compression or encryption failed, nothing was listed: %s' % exc, kind='stream',
                               tried=self.tried)
-        except (IOError, OSError) as exc:
-            self.tried.append(dict(candidate.describe(), error=str(exc)))
-            self._forget_all()
-            raise BackupError('cannot write the scratch file %s: %s; check free space in %s (it needs room for one '
-                              'snapshot) or set scratch_dir' % (scratch, exc.strerror or exc, self.scratch_dir),
-                              kind='scratch', tried=self.tried)
-        finally:
-            # a walk still waiting for this stream fails at once (nothing happens once the stream has ended)
-            tee.abort()
         self.tried.append(dict(candidate.describe(), error=None))
         return dict(stored=stored, resources=resources, status=status, checked=checked, meter=meter,
                     upload_seconds=upload_seconds, hashkv=hashkv,
                     timings=dict(stream_seconds=round(upload_seconds, 3), resources_seconds=round(resources_seconds, 3),
-                                 status_wait_seconds=round(status_wait_seconds, 3),
-                                 status_walk_seconds=round(tee.walk_seconds or 0.0, 3)))
+                                 status_walk_seconds=round(tee.walk_seconds, 3)))
 
     def _forget_all(self):
         _forget(self.store, self.location, self.backup_id)

@@ -187,6 +187,29 @@ class BlockCrcs(object):
         return crcs
 
 
+_ZEROS = bytes(BlockCrcs.SIZE)
+
+
+def crc32c_combine(crc1, crc2, length2):
+    """crc32c of A + B from crc1 = crc32c of A, crc2 = crc32c of B and length2 = len(B) (zlib's crc32_combine):
+    crc1 times x^(8 length2), plus crc2. Whole 64 KiB blocks through BlockCrcs' shift tables; the rest as the
+    crc of that many zero bytes (crc(c, zeros) ^ crc(0, zeros) = c times x^(8n): the pre- and post-conditioning
+    cancel out)."""
+    blocks, rest = divmod(length2, BlockCrcs.SIZE)
+    crc = crc1
+    if rest:
+        if CRC32C_IMPLEMENTATION == 'python':
+            crc = _multmodp(_x8nmodp(rest), crc)
+        else:
+            zeros = _ZEROS[:rest]
+            crc = crc32c_update(crc, zeros) ^ crc32c_update(0, zeros)
+    if blocks:
+        t0, t1, t2, t3 = BlockCrcs._shift_tables()  # pylint: disable=protected-access
+        for dummy in range(blocks):
+            crc = t0[crc & 0xFF] ^ t1[(crc >> 8) & 0xFF] ^ t2[(crc >> 16) & 0xFF] ^ t3[crc >> 24]
+    return crc ^ crc2
+
+
 class SnapshotError(Exception):
     """A snapshot could not be taken, checked or read; the message says what and where."""
 
@@ -339,8 +362,26 @@ def _remove(path):
 
 # -- status of a snapshot file ---------------------------------------------------------------------------
 
-_TOMBSTONE_KEY_SIZE = 18  # an mvcc revision key (8 + 1 + 8 bytes) plus the 't' mark of a deletion
+TOMBSTONE_KEY_SIZE = 18  # an mvcc revision key (8 + 1 + 8 bytes) plus the 't' mark of a deletion
 _SEMVER = re.compile(r'^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+([0-9A-Za-z.-]+))?$')
+
+
+def kv_key_or_none(value, whole=True):
+    """kv_key, or None when value is not an mvcc KeyValue. whole=False: value holds only the first bytes of one,
+    and the key is read where etcd writes it (field 1 first), or None."""
+    if not whole:
+        if len(value) and value[0] == 0x0A:
+            try:
+                size, offset = read_varint(value, 1)
+            except ValueError:
+                return None
+            if offset + size <= len(value):
+                return bytes(value[offset:offset + size])
+        return None
+    try:
+        return _kv_key(value)
+    except ValueError:
+        return None
 
 
 def kv_key(value):
@@ -386,7 +427,7 @@ def _kv_key(value):
     raise ValueError('not an mvcc KeyValue')
 
 
-def _semver(raw):
+def semver(raw):
     """Go semver's String() of the stored storage version, or '' when it does not parse (as etcdutl)."""
     try:
         text = bytes(raw).decode('ascii').strip()
@@ -488,12 +529,12 @@ class _StatusWalk(object):
                 raise SnapshotError('key bucket: %r is not a revision' % bytes(key), kind='corrupted')
             self.revision = struct.unpack('>q', key[:8])[0]
             name = kv_key(value) if value is not None else b''
-            if len(key) == _TOMBSTONE_KEY_SIZE and key[17:18] == b't':
+            if len(key) == TOMBSTONE_KEY_SIZE and key[17:18] == b't':
                 self.live.discard(name)
             else:
                 self.live.add(name)
         elif self._bucket == b'meta' and key == b'storageVersion' and value is not None:
-            self.storage_version = _semver(value)
+            self.storage_version = semver(value)
         elif self._bucket == b'meta' and bytes(key) in (b'scheduledCompactRev', b'finishedCompactRev') and value \
                 and len(value) >= 8:
             self.compaction[bytes(key).decode('ascii')] = struct.unpack('>q', bytes(value[:8]))[0]

@@ -17,10 +17,9 @@ description:
   - When the stream from the chosen member breaks (the member dies, the trailer does not match, its database
     cannot be read), the backup is taken from the next healthy member; RV(tried) says which members were asked.
   - The hash, revision and key count returned (and recorded) are those C(etcdutl snapshot status) prints for the
-    decrypted, decompressed snapshot object. They need a walk of the complete database, which the stream alone
-    cannot give, so the verified stream is also written to a scratch file in O(scratch_dir) (mode 0600 in a 0700
-    directory) for the duration of the backup; its status is read while the upload finishes, and the file is
-    removed at the end, on success and on failure. The scratch file system needs room for one snapshot.
+    decrypted, decompressed snapshot object. They are read from the snapshot stream as it passes (what the walk
+    of the database needs is kept of each page, and the walk runs over that at the end). Nothing of the snapshot
+    is written to the host but the backup itself, and no scratch space is needed.
   - With O(resources=true), the Kubernetes resources of the host (C(pki/), C(manifests/) and O(encryption_config)
     under O(resources_root)) are stored as a separate backup under C(<cluster_name>/resources/<backup_id>/),
     encrypted to O(resources_recipients), which may differ from O(recipients), because the key that decrypts the Secrets
@@ -98,10 +97,9 @@ options:
     type: path
   scratch_dir:
     description:
-      - Directory of the scratch copy of the snapshot the status is read from. Created with mode 0700 when missing
-        (and removed again at the end); needs room for one snapshot (the database size) during the backup.
+      - Not used any more and ignored. The status is read from the snapshot stream, no scratch copy is written.
+        Accepted so that existing playbooks keep running; it will be removed in 2.0.0.
     type: path
-    default: /var/lib/etcd-backup-scratch
   compression_level:
     description:
       - zstd level, 1 (fastest) to 19 (smallest).
@@ -305,14 +303,13 @@ mb_per_second:
   sample: 95.3
 timings:
   description:
-    - Seconds spent streaming the snapshot through compression, encryption and the store (to the end of the
-      upload), storing the resources, and waiting for the status walk of the scratch copy after that.
-    - V(status_walk_seconds) is how long the walk itself ran. To a local directory it starts with the stream and
-      reads each page of the scratch copy as soon as it is written, so it lasts about as long as the stream and
-      V(status_wait_seconds) is short. To S3 it starts when the stream ends, while the last parts are uploaded.
+    - Seconds spent streaming the snapshot through the status reading, compression, encryption and the store (to
+      the end of the upload), and storing the resources after that.
+    - V(status_walk_seconds) is the part of V(stream_seconds) spent walking the database's trees over what was
+      kept of its pages, once the stream had ended.
   returned: success
   type: dict
-  sample: {stream_seconds: 12.0, resources_seconds: 0.2, status_wait_seconds: 0.1, status_walk_seconds: 12.1}
+  sample: {stream_seconds: 12.0, resources_seconds: 0.2, status_walk_seconds: 0.05}
 tried:
   description: Each member asked for the snapshot, in order, with why it failed (V(null) for the one that served it).
   returned: when a backup was attempted
@@ -333,7 +330,6 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.etcdops.etcd.plugins.module_utils._backup import (
     CLEAR_TEXT_WARNING,
-    DEFAULT_SCRATCH_DIR,
     MEGABYTE,
     STORE_REQUIRED_IF,
     Backup,
@@ -376,7 +372,7 @@ def argument_spec():
         resources_root=dict(type='path', default='/etc/kubernetes'),
         resources_paths=dict(type='list', elements='str', default=['pki', 'manifests']),
         encryption_config=dict(type='path'),
-        scratch_dir=dict(type='path', default=DEFAULT_SCRATCH_DIR),
+        scratch_dir=dict(type='path', removed_in_version='2.0.0', removed_from_collection='etcdops.etcd'),
         compression_level=dict(type='int', default=3),
         timeout=dict(type='float', default=900.0),
     )
@@ -452,7 +448,7 @@ def main():
         backup = Backup(store, params['cluster_name'], params['etcd_cluster'], recipients=recipients,
                         resources=params['resources'], resources_recipients=resources_recipients,
                         resource_root=params['resources_root'], resource_paths=resource_paths(module),
-                        scratch_dir=params['scratch_dir'], compression_level=params['compression_level'],
+                        compression_level=params['compression_level'],
                         timeout=params['timeout'], progress=progress)
         try:
             done = backup.run(client, order, cluster_id)

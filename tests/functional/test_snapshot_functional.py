@@ -23,6 +23,7 @@ import pytest
 from ansible_collections.etcdops.etcd.plugins.module_utils import _client
 from ansible_collections.etcdops.etcd.plugins.module_utils import _bbolt
 from ansible_collections.etcdops.etcd.plugins.module_utils import _snapshot
+from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt_stream import StreamStatus
 from ansible_collections.etcdops.etcd.plugins.module_utils._client import EtcdClient
 from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import (
     SnapshotError, candidates, save, snapshot_status,
@@ -177,6 +178,7 @@ def test_save_from_a_follower_status_as_etcdutl_restore_and_read_back(cluster, t
     assert status['sha256'] == saved['sha256'] and status['size'] == saved['size']
     assert status['live_keys'] == count['count']
     assert saved['status']['hash'] == status['hash']
+    assert_the_stream_has_the_files_status(path, status)
 
     restored_count, marker = restore_and_count(cluster.line, path, str(tmp_path))
     assert restored_count['count'] == count['count']
@@ -314,6 +316,19 @@ def test_a_large_snapshot_reads_as_every_tool_says(big_cluster, tmp_path):
     assert status['live_keys'] == big_cluster.live_keys
     assert status['entries'] > status['live_keys']  # revisions of overwritten values and tombstones remain
     assert_large_values_hashed_from_blocks(path, status)
+    assert_the_stream_has_the_files_status(path, status)
+
+
+def assert_the_stream_has_the_files_status(path, status):
+    """What a backup reads: the status of the snapshot's bytes as they stream (here in pieces that are not
+    aligned to its pages), without a file: the same as the file's, field by field."""
+    with open(str(path), 'rb') as handle:
+        tee = StreamStatus(iter(lambda: handle.read(32 * 1024 + 7), b''), source=str(path))
+        for dummy in tee:
+            pass
+    streamed = tee.status()
+    for field in ('hash', 'hashkv', 'revision', 'total_key', 'live_keys', 'entries', 'total_size', 'version'):
+        assert streamed[field] == status[field], field
 
 
 def assert_large_values_hashed_from_blocks(path, status):

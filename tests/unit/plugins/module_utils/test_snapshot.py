@@ -339,7 +339,7 @@ def test_kv_key_of_a_value_cut_inside_a_varint_is_a_corrupted_snapshot(value):
 @pytest.mark.parametrize('raw,expected', [(b'3.6.0', '3.6.0'), (b'3.7.0-alpha.1', '3.7.0-alpha.1'), (b'junk', ''),
                                           (b'v3.6.0', '3.6.0')])
 def test_storage_version_as_go_semver_prints_it(raw, expected):
-    assert _snapshot._semver(raw) == expected
+    assert _snapshot.semver(raw) == expected
 
 
 # -- choosing the member -------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """etcd_backup with the client faked and a local store: back up from a follower, encrypted, and read it back
 as `age -d` + `zstd -d` would; fail over when the member dies; a broken store or stream leaves nothing listed;
-check mode writes nothing; the scratch file is gone at the end."""
+check mode writes nothing; no scratch copy of the snapshot is written (the status is read from the stream)."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -12,8 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 
 import pytest
 import yaml
@@ -21,6 +19,7 @@ import yaml
 from ansible.module_utils import basic
 
 from ansible_collections.etcdops.etcd.plugins.module_utils import _backup, _snapshot
+from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt_stream import StreamStatus
 from ansible_collections.etcdops.etcd.plugins.module_utils._client import EtcdClientError
 from ansible_collections.etcdops.etcd.plugins.module_utils._store import LocalStore, StoreError, etcd_location
 from ansible_collections.etcdops.etcd.plugins.module_utils._streams import age_decrypt, zstd_decompress
@@ -109,8 +108,7 @@ def run(monkeypatch, client, tmp_path, check=False, **args):
         os.chmod(str(resources / 'pki' / 'ca.key'), 0o600)
         (resources / 'manifests').mkdir()
         (resources / 'manifests' / 'etcd.yaml').write_text('kind: Pod\n')
-    base = dict(cluster_name='lab', store='local', directory=str(tmp_path / 'store'),
-                scratch_dir=str(tmp_path / 'scratch'), resources_root=str(resources))
+    base = dict(cluster_name='lab', store='local', directory=str(tmp_path / 'store'), resources_root=str(resources))
     base.update(args)
     if check:
         base['_ansible_check_mode'] = True
@@ -241,87 +239,22 @@ def test_a_missing_resource_path_fails_before_streaming(monkeypatch, tmp_path):
     assert done.failed and 'does not exist' in done.result['msg'] and client.asked == []
 
 
-def test_scratch_status_runs_after_the_stream_ends(tmp_path):
+def test_the_status_comes_from_the_stream_once_it_has_ended():
     data = fixture_bytes()
-    tee = _backup.ScratchStatus(iter([data[:4096], data[4096:]]), str(tmp_path / 'scratch.db'))
-    with pytest.raises(Exception):
+    tee = StreamStatus(iter([data[:4096], data[4096:]]))
+    with pytest.raises(_snapshot.SnapshotError):
         tee.status()
     assert b''.join(tee) == data
     assert tee.status()['hash'] == etcdutl_said()['hash']
 
 
-def _join_within(tee, seconds=10):
-    """tee.status() in a thread: (returned, result or exception); never hangs the test run."""
-    out = []
-
-    def status():
-        try:
-            out.append(tee.status())
-        except Exception as exc:  # pylint: disable=broad-except
-            out.append(exc)
-    thread = threading.Thread(target=status)
-    thread.daemon = True
-    thread.start()
-    thread.join(seconds)
-    return (not thread.is_alive()), (out[0] if out else None)
-
-
-def test_scratch_status_following_the_file_reads_pages_as_they_are_written(tmp_path):
-    data = fixture_bytes()
-    half = len(data) // 2 // 4096 * 4096
-    tee = _backup.ScratchStatus(None, str(tmp_path / 'scratch.db'), follow=True)
-    asked_before_the_end = []
-
-    def chunks():
-        yield data[:half]
-        # the walk started with the stream, read the first half, and now waits for a page not yet written
-        deadline = time.monotonic() + 10
-        while tee._wanted is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        asked_before_the_end.append(tee._wanted)
-        yield data[half:]
-    tee._chunks = chunks()
-    assert b''.join(tee) == data
-    returned, status = _join_within(tee)
-    assert returned and status['hash'] == etcdutl_said()['hash']
-    assert status == _snapshot.database_status(os.path.join(FIXTURES, 'etcd-3.6.db'))
-    assert asked_before_the_end[0] is not None and asked_before_the_end[0] > half
-
-
-@pytest.mark.parametrize('how', ['the stream breaks', 'the backup gives up'])
-def test_a_following_walk_ends_when_its_stream_does_not(tmp_path, how):
-    data = fixture_bytes()
-
-    def chunks():
-        yield data[:8192]
-        if how == 'the stream breaks':
-            raise EtcdClientError('the member went away', kind='unavailable')
-        yield data[8192:16384]
-    tee = _backup.ScratchStatus(chunks(), str(tmp_path / 'scratch.db'), follow=True)
-    stream = iter(tee)
-    if how == 'the stream breaks':
-        with pytest.raises(EtcdClientError):
-            list(stream)
-    else:
-        next(stream)
-        tee.abort()  # as Backup._attempt does when the store or the encryption fails
-    returned, outcome = _join_within(tee)
-    assert returned, 'the walk still waits for a stream that will not come'
-    assert isinstance(outcome, _snapshot.SnapshotError) and 'ended before the file was complete' in outcome.msg
-
-
-def test_the_local_store_follows_the_scratch_file_and_s3_walks_it_after_the_stream(monkeypatch, tmp_path):
-    follows = []
-    real = _backup.ScratchStatus
-
-    def recording(chunks, path, follow=False):
-        follows.append(follow)
-        return real(chunks, path, follow=follow)
-    monkeypatch.setattr(_backup, 'ScratchStatus', recording)
-    done = run(monkeypatch, FakeClient(), tmp_path)
+def test_no_scratch_copy_is_written_and_the_timings_say_how_long_the_walk_took(monkeypatch, tmp_path):
+    done = run(monkeypatch, FakeClient(), tmp_path, scratch_dir=str(tmp_path / 'scratch'))
     assert not done.failed, done.result
-    assert follows == [True] and done.result['hash'] == etcdutl_said()['hash']
-    assert done.result['timings']['status_walk_seconds'] >= 0
+    assert done.result['hash'] == etcdutl_said()['hash']
+    assert not (tmp_path / 'scratch').exists()
+    assert set(done.result['timings']) == {'stream_seconds', 'resources_seconds', 'status_walk_seconds'}
+    assert 0 <= done.result['timings']['status_walk_seconds'] <= done.result['timings']['stream_seconds']
     assert _backup.stream_window('local') == _backup.LOCAL_STREAM_WINDOW
     assert _backup.stream_window('s3') == _backup.STREAM_WINDOW == 512 * 1024
 
