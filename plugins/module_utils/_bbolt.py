@@ -29,11 +29,7 @@ under its memory bound whatever the database size. Only the page being read, the
 pages above it and the integrity check's ``reachable``/``freed`` maps (one byte per page each: 0.5 MiB per GiB
 of database at 4 KiB pages) are held.
 
-``spans=N`` (N > 0, for a caller that only hashes values and knows the crc32c of the file's N-byte blocks): a
-leaf page with overflow pages is read by its first page and the elements it needs, and a plain value of
-``SPAN_MIN`` bytes or more is visited as a ``Span`` (its place in the file and its length) instead of its bytes,
-so a walk over a database of large values reads little of the file again; what it does read (first pages, the
-values' first and last N bytes) is asked of the kernel ahead, a branch page's children at a time.
+A snapshot read as it streams, without a file: ``_bbolt_stream`` (the same status from the same format).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -60,31 +56,6 @@ _BRANCH_ELEMENT = struct.Struct('<IIQ')
 _LEAF_ELEMENT = struct.Struct('<IIII')
 _BUCKET_HEADER = struct.Struct('<QQ')
 _U64 = struct.Struct('<Q')
-# With spans: a plain value at least this long is visited as a Span (its bytes are not read).
-SPAN_MIN = 128 * 1024
-# prefetch(): how many children are read to look for large values before giving up on a branch page.
-PREFETCH_PROBE = 8
-
-
-class Span(object):
-    """A value left in the file: length bytes at offset (see BboltFile(spans=N))."""
-
-    __slots__ = ('bolt', 'offset', 'length')
-
-    def __init__(self, bolt, offset, length):
-        self.bolt = bolt
-        self.offset = offset
-        self.length = length
-
-    def __len__(self):
-        return self.length
-
-    def prefix(self, size):
-        """The first size bytes of the value (all of it when shorter)."""
-        return self.bolt.read(self.offset, min(size, self.length))
-
-    def read(self):
-        return self.bolt.read(self.offset, self.length)
 
 
 class BboltError(Exception):
@@ -121,24 +92,15 @@ class Meta(object):
 class BboltFile(object):
     """A bbolt file opened read-only (pages read with pread, not mapped); use as a context manager."""
 
-    def __init__(self, path, ready=None, spans=0):
-        """spans: see the module's description.
-
-        ready: None for a complete file. For a file still being written (a snapshot read as it arrives),
-        ready(end) blocks until the file holds its first end bytes or its writer has finished (end None: until
-        the writer has finished); it raises BboltError when the writer failed. The file's size checks then wait
-        for ``check_complete()``, which the walk calls at its end."""
+    def __init__(self, path):
         self.path = path
-        self._ready = ready
-        self.spans = spans
         try:
             self._file = open(path, 'rb')
         except (IOError, OSError) as exc:
             raise BboltError('cannot open %s: %s' % (path, exc.strerror or exc))
         try:
             self._fd = self._file.fileno()
-            # still growing: its size is known at the end (check_complete); reads wait for what they need
-            self.file_size = os.fstat(self._fd).st_size if ready is None else None
+            self.file_size = os.fstat(self._fd).st_size
             self._check_size(self.file_size)
             self.meta = self._read_meta()
         except (IOError, OSError) as exc:
@@ -159,20 +121,6 @@ class BboltFile(object):
             raise BboltError('%s is truncated: the database needs %d bytes, the file has %d' % (
                 self.path, meta.pgid * meta.page_size, size))
 
-    def check_complete(self):
-        """For a file read while it was written: once the writer has finished, the size checks a complete
-        file gets when it is opened (the database's pages all in the file)."""
-        if self.file_size is not None:
-            return
-        self._ready(None)
-        try:
-            size = os.fstat(self._fd).st_size
-        except (IOError, OSError) as exc:
-            raise BboltError('cannot read %s: %s' % (self.path, exc.strerror or exc))
-        self._check_size(size)
-        self._check_high_water(self.meta, size)
-        self.file_size = size
-
     def close(self):
         self._file.close()
 
@@ -186,8 +134,6 @@ class BboltFile(object):
 
     def read(self, offset, size):
         """size bytes of the file at offset (BboltError when the file is shorter: it changed under us)."""
-        if self._ready is not None:
-            self._ready(offset + size)
         try:
             data = os.pread(self._fd, size, offset)
         except (IOError, OSError) as exc:
@@ -205,13 +151,8 @@ class BboltFile(object):
             # bbolt then looks at the second meta page at the page size of the OS it runs on
             page_size = FALLBACK_PAGE_SIZE
         candidates = [first]
-        if self.file_size is None or (page_size + PAGE_HEADER_SIZE + _META.size) <= self.file_size:
-            try:
-                candidates.append(Meta(self.read(page_size + PAGE_HEADER_SIZE, _META.size), 0))
-            except BboltError:
-                if self.file_size is not None:
-                    raise
-                # a growing file that ended before the second meta page: check_complete() says it is too small
+        if (page_size + PAGE_HEADER_SIZE + _META.size) <= self.file_size:
+            candidates.append(Meta(self.read(page_size + PAGE_HEADER_SIZE, _META.size), 0))
         candidates.sort(key=lambda meta: meta.txid, reverse=True)
         for meta in candidates:
             if meta.problem() is None:
@@ -233,56 +174,13 @@ class BboltFile(object):
             raise BboltError('%s: page %d is out of bounds (high water mark %d)' % (self.path, pgid, self.high_water))
         return _PAGE_HEADER.unpack(self.read(pgid * self.page_size, PAGE_HEADER_SIZE))
 
-    def wait_for(self, end):
-        """For a file still being written: block until it holds its first end bytes (see __init__)."""
-        if self._ready is not None:
-            self._ready(end)
-
-    def prefetch(self, pgids):
-        """With spans: ask the kernel to read ahead, all at once, what the walk reads of the pages pgids (the
-        children of a branch page): the first page of each, and of the leaves among them the first and last
-        ``spans`` bytes of each large value (the ends the caller's block checksums do not cover). Read one after
-        the other, from a disk, these reads took most of the walk of a snapshot that had left the page cache
-        (1.1 s for 1.2 GB of 1 MB values, 0.07 s cached). Only hints: errors are ignored here. Finding the
-        large values means reading the first pages now, which the walk reads again: when none of the first
-        PREFETCH_PROBE children is a leaf with overflow pages (a tree of small values, or of branches), the rest
-        are not read here."""
-        if not hasattr(os, 'posix_fadvise'):
-            return
-        size = self.page_size
-        edges = int(self.spans)
-        pgids = [pgid for pgid in pgids if 2 <= pgid < self.high_water]
-        found = False
-        try:
-            for pgid in pgids:
-                os.posix_fadvise(self._fd, pgid * size, size, os.POSIX_FADV_WILLNEED)
-            for done, pgid in enumerate(pgids):
-                if done == PREFETCH_PROBE and not found:
-                    return  # small leaves or branches: reading their first pages twice would only cost time
-                data = self.read(pgid * size, size)  # read again by the walk next, from the page cache
-                dummy, flags, count, overflow = _PAGE_HEADER.unpack_from(data, 0)
-                if flags != LEAF or not overflow:
-                    continue
-                found = True
-                base, end = pgid * size, (1 + overflow) * size
-                for index in range(min(count, (size - PAGE_HEADER_SIZE) // ELEMENT_SIZE)):
-                    element = PAGE_HEADER_SIZE + index * ELEMENT_SIZE
-                    element_flags, pos, ksize, vsize = _LEAF_ELEMENT.unpack_from(data, element)
-                    start = element + pos + ksize
-                    if vsize >= SPAN_MIN and not element_flags & BUCKET_LEAF_FLAG and start + vsize <= end:
-                        os.posix_fadvise(self._fd, base + start, edges, os.POSIX_FADV_WILLNEED)
-                        os.posix_fadvise(self._fd, base + start + vsize - edges, edges, os.POSIX_FADV_WILLNEED)
-        except (OSError, BboltError):
-            pass
-
     def page(self, pgid):
         """(header, data) of page pgid below the high-water mark: data holds the page and its overflow pages,
-        or the first page only when the overflow would go past the high-water mark (the caller says so), or
-        when it is a leaf page and spans is set (the caller reads its elements itself)."""
+        or the first page only when the overflow would go past the high-water mark (the caller says so)."""
         data = self.read(pgid * self.page_size, self.page_size)
         header = _PAGE_HEADER.unpack_from(data, 0)
         overflow = header[3]
-        if overflow and pgid + overflow < self.high_water and not (self.spans and header[1] == LEAF):
+        if overflow and pgid + overflow < self.high_water:
             # read again whole rather than joined to the first page: one copy of a large value, not two
             data = self.read(pgid * self.page_size, (1 + overflow) * self.page_size)
         return header, data
@@ -298,7 +196,6 @@ class BboltFile(object):
         """
         walker = _Walker(self, check)
         walker.run(visit_bucket, visit_item)
-        self.check_complete()
         if walker.problems:
             listed = walker.problems[:MAX_PROBLEMS]
             more = len(walker.problems) - len(listed)
@@ -446,8 +343,6 @@ class _Walker(object):
             if self.freed is not None and self.freed[pgid]:
                 self.problem('page %d: reachable freed' % pgid)
         if flags == LEAF:
-            if overflow and self.bolt.spans:  # page() read its first page only
-                return self._sparse_leaf_elements(pgid, data, count, overflow)
             return self._leaf_elements(data, 0, count, len(data), 'page %d' % pgid)
         if flags == BRANCH:
             return self._branch(data, count, stack + [pgid])
@@ -460,8 +355,6 @@ class _Walker(object):
         children = [_BRANCH_ELEMENT.unpack_from(data, PAGE_HEADER_SIZE + index * ELEMENT_SIZE)[2]
                     for index in range(count)]
         del data  # only the child ids are needed while the children are walked
-        if self.bolt.spans:
-            self.bolt.prefetch(children)
         for child in children:
             yield from self._pages(child, stack)
 
@@ -478,34 +371,3 @@ class _Walker(object):
                 raise BboltError('%s: %s: an element points past the end of its page' % (self.bolt.path, where))
             yield buf[key_start:key_start + ksize], buf[key_start + ksize:value_end], flags
             element += ELEMENT_SIZE
-
-    def _sparse_leaf_elements(self, pgid, first, count, overflow):
-        """The elements of a leaf page with overflow pages of which only the first page was read (spans): keys
-        and small values are read where they are, large plain values are yielded as Span."""
-        bolt = self.bolt
-        base = pgid * self.page_size
-        end = (1 + overflow) * self.page_size
-        headers_end = PAGE_HEADER_SIZE + count * ELEMENT_SIZE
-        if headers_end > end:
-            raise BboltError('%s: page %d: %d elements do not fit in the page' % (bolt.path, pgid, count))
-        headers = first if headers_end <= len(first) else bolt.read(base, headers_end)
-
-        def piece(start, stop):
-            if stop <= len(first):
-                return first[start:stop]
-            return bolt.read(base + start, stop - start)
-
-        unpack = _LEAF_ELEMENT.unpack_from
-        for index in range(count):
-            element = PAGE_HEADER_SIZE + index * ELEMENT_SIZE
-            flags, pos, ksize, vsize = unpack(headers, element)
-            key_start = element + pos
-            value_start = key_start + ksize
-            value_end = value_start + vsize
-            if value_end > end:
-                raise BboltError('%s: page %d: an element points past the end of its page' % (bolt.path, pgid))
-            if vsize >= SPAN_MIN and not flags & BUCKET_LEAF_FLAG:
-                yield piece(key_start, value_start), Span(bolt, base + value_start, vsize), flags
-            else:
-                both = piece(key_start, value_end)
-                yield both[:ksize], both[ksize:], flags

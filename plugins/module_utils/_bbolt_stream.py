@@ -66,6 +66,7 @@ BIG = 64 * 1024              # values this large are hashed as they pass, never 
 HEAD = 64                    # bytes first kept of such a value: then as many as the KeyValue's key needs
 MAX_PAGE_SIZE = 1024 * 1024  # a meta page announcing more is refused (bbolt uses the OS page size: 4-64 KiB)
 MAX_HELD = 16 * 1024 * 1024  # a page whose elements would need more held than this is not summarized
+LITTLE_ENDIAN = sys.byteorder == 'little'  # page ids read as native u64s (bbolt's are little-endian)
 META_KEYS = (b'storageVersion', b'scheduledCompactRev', b'finishedCompactRev')
 EVENT_SIZE = 17              # a live-key event: 1 byte (1: a deletion) + a 16-byte digest of the key
 
@@ -422,6 +423,21 @@ class StreamStatus(object):
                     self._reading.append(_Reading(pgid, bytes(self._carry), scan, (1 + overflow) * size))
                 self._carry = None
                 scan += size
+        if scan < limit and self._carry is None and LITTLE_ENDIAN and end - PAGE_HEADER_SIZE >= scan:
+            # The page ids at every boundary whose header is in the chunk, read in one go (a stride over the
+            # chunk as u64s: 0.1 s less per GB than unpacking every header); only a page naming itself is looked
+            # at further.
+            count = min(-(-(limit - scan) // size), (end - PAGE_HEADER_SIZE - scan) // size + 1)
+            at = scan - offset
+            ids = view[at:at + (count - 1) * size + 8].cast('B').cast('Q')[::size // 8].tolist()
+            first = scan // size
+            for index in [index for index, pgid in enumerate(ids) if pgid == first + index]:
+                at = scan - offset + index * size
+                pgid, flags, dummy, overflow = unpack(view, at)
+                if flags in (BRANCH, LEAF, FREELIST) and pgid + overflow < self.high_water:
+                    self._reading.append(_Reading(pgid, bytes(view[at:at + PAGE_HEADER_SIZE]), scan + index * size,
+                                                  (1 + overflow) * size))
+            scan += count * size
         while scan < limit and self._carry is None:
             at = scan - offset
             if scan + PAGE_HEADER_SIZE > end:

@@ -33,7 +33,6 @@ crc32c (Castagnoli, etcdutl's status hash) comes from ``google-crc32c`` or ``crc
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import array
 import errno
 import hashlib
 import os
@@ -43,7 +42,7 @@ import tempfile
 import time
 
 from ansible_collections.etcdops.etcd.plugins.module_utils._manifest import fsync_dir
-from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt import BboltError, BboltFile, Span
+from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt import BboltError, BboltFile
 from ansible_collections.etcdops.etcd.plugins.module_utils._etcd_proto import Truncated, read_varint
 from ansible_collections.etcdops.etcd.plugins.module_utils._streams import Meter, file_chunks
 
@@ -122,80 +121,26 @@ def _x8nmodp(n):
     return p
 
 
-class BlockCrcs(object):
-    """crc32c of every complete SIZE-byte block of a file (block j: bytes j*SIZE to (j+1)*SIZE), fed with the
-    file's bytes in order as it is written. ``extend(crcs, offset, length, read)`` then extends running crc32cs
-    by a range of the file from these (zlib's crc32_combine: crc(A+B) = crc(A) * x^(8|B|) ^ crc(B)), reading
-    only the ends that are not whole blocks: the status walk of a snapshot whose file has left the page cache
-    does not read its large values back."""
-
-    SIZE = 64 * 1024
-    _SHIFT = []  # crc -> crc * x^(8 SIZE), as 4 tables of 256 (the map is linear in the crc's bits)
-
-    def __init__(self):
-        self.crcs = array.array('I')
-        self._crc = 0
-        self._filled = 0
-
-    @classmethod
-    def _shift_tables(cls):
-        if not cls._SHIFT:
-            op = _x8nmodp(cls.SIZE)
-            cls._SHIFT.extend([_multmodp(op, byte << (8 * lane)) for byte in range(256)] for lane in range(4))
-        return cls._SHIFT
-
-    def fed(self, chunks):
-        """Pass chunks through, feeding each."""
-        for chunk in chunks:
-            self.feed(chunk)
-            yield chunk
-
-    def feed(self, data):
-        size = self.SIZE
-        offset = 0
-        while offset < len(data):
-            take = min(size - self._filled, len(data) - offset)
-            # a message inside one block (etcd's 32 KiB ones) is hashed as it is: no slice, no copy
-            piece = data if take == len(data) else memoryview(data)[offset:offset + take]
-            self._crc = crc32c_update(self._crc, piece)
-            self._filled += take
-            offset += take
-            if self._filled == size:
-                self.crcs.append(self._crc)
-                self._crc, self._filled = 0, 0
-
-    def extend(self, crcs, offset, length, read):
-        """Each running crc32c of the list crcs extended by the file's bytes [offset, offset + length); read(offset,
-        size) reads the ends that are not whole blocks, and the whole range when its blocks are not all known."""
-        size = self.SIZE
-        first = -(-offset // size)
-        last = (offset + length) // size
-        if last - first < 1 or last > len(self.crcs):
-            data = read(offset, length)
-            return [crc32c_update(crc, data) for crc in crcs]
-        if first * size > offset:
-            head = read(offset, first * size - offset)
-            crcs = [crc32c_update(crc, head) for crc in crcs]
-        t0, t1, t2, t3 = self._shift_tables()
-        blocks = self.crcs
-        for index in range(first, last):
-            block = blocks[index]
-            crcs = [t0[c & 0xFF] ^ t1[(c >> 8) & 0xFF] ^ t2[(c >> 16) & 0xFF] ^ t3[c >> 24] ^ block for c in crcs]
-        if offset + length > last * size:
-            tail = read(last * size, offset + length - last * size)
-            crcs = [crc32c_update(crc, tail) for crc in crcs]
-        return crcs
+_SHIFT_BLOCK = 64 * 1024
+_SHIFT = []  # crc -> crc * x^(8 * _SHIFT_BLOCK), as 4 tables of 256 (the map is linear in the crc's bits)
 
 
-_ZEROS = bytes(BlockCrcs.SIZE)
+def _shift_tables():
+    if not _SHIFT:
+        op = _x8nmodp(_SHIFT_BLOCK)
+        _SHIFT.extend([_multmodp(op, byte << (8 * lane)) for byte in range(256)] for lane in range(4))
+    return _SHIFT
+
+
+_ZEROS = bytes(_SHIFT_BLOCK)
 
 
 def crc32c_combine(crc1, crc2, length2):
     """crc32c of A + B from crc1 = crc32c of A, crc2 = crc32c of B and length2 = len(B) (zlib's crc32_combine):
-    crc1 times x^(8 length2), plus crc2. Whole 64 KiB blocks through BlockCrcs' shift tables; the rest as the
+    crc1 times x^(8 length2), plus crc2. Whole 64 KiB blocks through 4 tables of 256; the rest as the
     crc of that many zero bytes (crc(c, zeros) ^ crc(0, zeros) = c times x^(8n): the pre- and post-conditioning
     cancel out)."""
-    blocks, rest = divmod(length2, BlockCrcs.SIZE)
+    blocks, rest = divmod(length2, _SHIFT_BLOCK)
     crc = crc1
     if rest:
         if CRC32C_IMPLEMENTATION == 'python':
@@ -204,7 +149,7 @@ def crc32c_combine(crc1, crc2, length2):
             zeros = _ZEROS[:rest]
             crc = crc32c_update(crc, zeros) ^ crc32c_update(0, zeros)
     if blocks:
-        t0, t1, t2, t3 = BlockCrcs._shift_tables()  # pylint: disable=protected-access
+        t0, t1, t2, t3 = _shift_tables()
         for dummy in range(blocks):
             crc = t0[crc & 0xFF] ^ t1[(crc >> 8) & 0xFF] ^ t2[(crc >> 16) & 0xFF] ^ t3[crc >> 24]
     return crc ^ crc2
@@ -450,9 +395,7 @@ class _StatusWalk(object):
     FLUSH = 1024 * 1024
     DIRECT = 64 * 1024
 
-    def __init__(self, blocks=None, bolt=None):
-        self.blocks = blocks  # BlockCrcs of the file, for values visited as Span
-        self.bolt = bolt
+    def __init__(self):
         self.crc = 0
         self.entries = 0      # every key of every bucket: etcdctl 3.4 / etcdutl 3.5 totalKey
         self.revision = 0
@@ -467,16 +410,6 @@ class _StatusWalk(object):
         self.compaction = {}  # scheduledCompactRev / finishedCompactRev of the meta bucket (main revisions)
 
     def _write(self, data):
-        if isinstance(data, Span):
-            self.flush()
-            # a file still being written: wait until it holds the value, whose blocks are then all known
-            self.bolt.wait_for(data.offset + data.length)
-            if self._bucket == b'key':
-                self.crc, self.kv_crc = self.blocks.extend([self.crc, self.kv_crc], data.offset, data.length,
-                                                           self.bolt.read)
-            else:
-                self.crc, = self.blocks.extend([self.crc], data.offset, data.length, self.bolt.read)
-            return
         if len(data) >= self.DIRECT:
             # A large value is hashed as it is: joining it with the small pieces before it would copy it again
             # (a third of the walk's time for 1 MB values). The order of the hashed bytes is the same.
@@ -521,8 +454,6 @@ class _StatusWalk(object):
         self._write(key)
         if value is not None:
             self._write(value)
-            if isinstance(value, Span):
-                value = _span_head(value)
         self.entries += 1
         if self._bucket == b'key':
             if len(key) < 17:
@@ -540,32 +471,18 @@ class _StatusWalk(object):
             self.compaction[bytes(key).decode('ascii')] = struct.unpack('>q', bytes(value[:8]))[0]
 
 
-def _span_head(span):
-    """Enough of a large value for item(): the KeyValue's key when etcd wrote it first, else the whole value."""
-    head = bytearray(span.prefix(4096))
-    if head and head[0] == 0x0A:
-        try:
-            size, offset = read_varint(head, 1)
-        except ValueError:
-            return span.read()  # kv_key reads the whole value and says what is wrong with it
-        if offset + size <= len(head):
-            return head
-    return span.read()
-
-
-def database_status(path, ready=None, blocks=None):
+def database_status(path):
     """etcdutl's snapshot status of the bbolt file at path: hash, revision, total_key, total_size, version.
 
     total_key follows the etcd line that wrote the snapshot, as that line's etcdutl prints it: from 3.6 (the
     snapshot has a storage version) the keys alive at the snapshot's revision; before, every entry of every
     bucket (revisions of the key bucket, members, meta ...), as etcdctl 3.4 and etcdutl 3.5 count them.
-    live_keys and entries give both counts whatever the line. ready: see ``BboltFile`` (a file still being
-    written). blocks: the file's BlockCrcs, fed while it was written: large values are then hashed from them
-    instead of read again.
+    live_keys and entries give both counts whatever the line. (A snapshot stream's status, without a file:
+    ``_bbolt_stream.StreamStatus``.)
     """
     try:
-        with BboltFile(path, ready=ready, spans=blocks.SIZE if blocks is not None else 0) as bolt:
-            walk = _StatusWalk(blocks, bolt)
+        with BboltFile(path) as bolt:
+            walk = _StatusWalk()
             bolt.walk(walk.bucket, walk.item)
             total_size = bolt.size
     except BboltError as exc:

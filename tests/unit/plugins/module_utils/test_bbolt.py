@@ -225,46 +225,6 @@ def test_a_file_shorter_than_its_pages_is_truncated(tmp_path):
     assert 'truncated' in str(caught.value)
 
 
-def _growing(path, data, first):
-    """The file holds data[:first]; ready(end) appends the rest when asked for more (as the stream would)."""
-    with open(path, 'wb') as handle:
-        handle.write(data[:first])
-    asked = []
-
-    def ready(end):
-        asked.append(end)
-        if end is None or end > first:
-            with open(path, 'r+b') as handle:
-                handle.seek(0, 2)
-                if handle.tell() < len(data):
-                    handle.write(data[first:])
-    return ready, asked
-
-
-def test_a_file_read_while_it_is_written_walks_as_the_complete_file(tmp_path):
-    source = os.path.join(FIXTURES, 'etcd-3.6.db')
-    with open(source, 'rb') as handle:
-        data = handle.read()
-    path = str(tmp_path / 'growing.db')
-    ready, asked = _growing(path, data, 3 * PAGE)
-    out = []
-    with BboltFile(path, ready=ready) as bolt:
-        assert bolt.file_size is None
-        bolt.walk(lambda name: out.append((bytes(name), [])),
-                  lambda key, value: out[-1][1].append((bytes(key), None if value is None else bytes(value))))
-        assert bolt.file_size == len(data)
-    assert out == walk(source)
-    assert asked[0] <= 3 * PAGE < max(end for end in asked if end is not None) and asked[-1] is None
-
-
-def test_a_file_whose_writer_stopped_short_is_truncated(tmp_path):
-    path = build(str(tmp_path / 's.db'), high_water=20)  # its pages end at 4, the meta says 20
-    with pytest.raises(BboltError) as caught:
-        with BboltFile(path, ready=lambda end: None) as bolt:
-            bolt.walk(lambda name: None, lambda key, value: None)
-    assert 'truncated' in str(caught.value)
-
-
 def test_not_a_bbolt_file(tmp_path):
     junk = tmp_path / 'junk'
     junk.write_bytes(b'\x01' * 9000)
