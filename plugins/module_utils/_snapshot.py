@@ -471,13 +471,30 @@ class _StatusWalk(object):
             self.compaction[bytes(key).decode('ascii')] = struct.unpack('>q', bytes(value[:8]))[0]
 
 
-def database_status(path):
+_LINE = re.compile(r'^v?(\d+)\.(\d+)')
+
+
+def total_key(live, entries, storage_version, etcd_version=None):
+    """The key count etcdutl prints: from 3.6 the keys alive (etcdutl 3.6 and 3.7 count them whatever the file
+    holds), before every entry of every bucket (etcdctl 3.4, etcdutl 3.5). The line is the serving member's
+    (etcd_version, when known), else told by the snapshot's storage version, which 3.6+ write (a 3.6+ member
+    that has just started may not have yet: then the member's version decides)."""
+    if storage_version:
+        return live
+    match = _LINE.match(etcd_version or '')
+    if match and (int(match.group(1)), int(match.group(2))) >= (3, 6):
+        return live
+    return entries
+
+
+def database_status(path, etcd_version=None):
     """etcdutl's snapshot status of the bbolt file at path: hash, revision, total_key, total_size, version.
 
     total_key follows the etcd line that wrote the snapshot, as that line's etcdutl prints it: from 3.6 (the
     snapshot has a storage version) the keys alive at the snapshot's revision; before, every entry of every
     bucket (revisions of the key bucket, members, meta ...), as etcdctl 3.4 and etcdutl 3.5 count them.
-    live_keys and entries give both counts whatever the line. (A snapshot stream's status, without a file:
+    live_keys and entries give both counts whatever the line. etcd_version: the version of the member that served
+    the snapshot, when known (see total_key). (A snapshot stream's status, without a file:
     ``_bbolt_stream.StreamStatus``.)
     """
     try:
@@ -489,7 +506,8 @@ def database_status(path):
         raise SnapshotError('%s is not a readable etcd snapshot: %s' % (path, exc), kind='corrupted')
     walk.flush()
     live = len(walk.live)
-    return dict(hash=walk.crc, revision=walk.revision, total_key=live if walk.storage_version else walk.entries,
+    return dict(hash=walk.crc, revision=walk.revision,
+                total_key=total_key(live, walk.entries, walk.storage_version, etcd_version),
                 total_size=total_size, version=walk.storage_version, live_keys=live, entries=walk.entries,
                 hashkv=walk.hashkv())
 
@@ -557,11 +575,11 @@ def fingerprint_size(fingerprint):
     return int(fingerprint.split(':')[1])
 
 
-def snapshot_status(path):
+def snapshot_status(path, etcd_version=None):
     """database_status() of the file plus size, sha256 and trailer ('valid', 'absent' or 'mismatch')."""
     _regular_file(path)
     status = file_digest(path)
-    status.update(database_status(path))
+    status.update(database_status(path, etcd_version))
     return status
 
 
@@ -688,7 +706,8 @@ def save(client, order, path, mode=DEFAULT_MODE, timeout=None, progress=None):
         meter = Meter(checked, progress=progress)
         started = time.monotonic()
         try:
-            status = write_file(meter, path, mode, verify=database_status)
+            version = candidate.status.get('version')
+            status = write_file(meter, path, mode, verify=lambda written: database_status(written, version))
         except (EtcdClientError, SnapshotError) as exc:
             tried.append(dict(candidate.describe(), error=exc.msg))
             if getattr(exc, 'kind', None) in ('no_directory', 'is_directory', 'write_failed'):

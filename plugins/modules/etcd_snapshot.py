@@ -322,9 +322,12 @@ revision:
 total_key:
   description:
     - The key count C(etcdutl snapshot status) prints, which depends on the etcd line that wrote the snapshot.
-    - From etcd 3.6 (RV(version) set) the keys alive at RV(revision), as etcdutl 3.6 counts them.
+    - From etcd 3.6 (RV(version) set, or a snapshot just saved from a member of 3.6 or later) the keys alive at
+      RV(revision), as etcdutl 3.6 and 3.7 count them.
     - Before (RV(version) empty) every entry of every bucket (key revisions, tombstones, members, meta), as
-      C(etcdctl snapshot status) 3.4 and etcdutl 3.5 count them. RV(live_keys) gives the keys alive either way.
+      C(etcdctl snapshot status) 3.4 and etcdutl 3.5 count them. A file read on its own whose RV(version) is empty
+      (written by etcd 3.5 or older, or by a 3.6 member that had just started) is counted this way.
+      RV(live_keys) gives the keys alive either way.
   returned: when a snapshot file was read
   type: int
   sample: 180501
