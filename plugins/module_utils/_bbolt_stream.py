@@ -29,13 +29,16 @@ check (every page below the high-water mark reachable once or free, page types, 
 crcs are joined in key order with crc32c_combine (``_snapshot``). The result is what ``database_status`` gives
 for the same bytes (tests compare them on every fixture, on damaged files and on real etcd 3.4-3.7 snapshots).
 
-Memory: the summaries (about 0.2 KiB per leaf page plus 17 bytes per revision of the key bucket, which the file
-walk's live-key set also holds), the child ids of branch pages, the free ids, and the pages being read (a small
-leaf or branch page, or the first bytes of a large value). Not the database.
+Memory: the summaries (~160 bytes per leaf page of plain items, packed by ``_Pages``, plus 17 bytes per revision
+of the key bucket; measured with 9 000 leaves), the child ids of branch pages, the free ids, the pages being read
+(a small leaf or branch page, or the first bytes of a large value), and at the end the live-key set and the
+integrity check's maps (one byte per page each), as the file walk has. Not the values.
 
-Differences from the file walk, on damaged files only: a page that the trees reach but whose header does not
-name it is reported as "not a branch or leaf page" (the walk names the id it found), and only the first pair of
-keys out of order in a leaf is listed.
+Differences from the file walk, on files etcd does not write: a page that the trees reach but whose header does
+not name it is reported as "not a branch or leaf page" (the walk names the id it found); only the first pair of
+keys out of order in a leaf is listed; and a value of BIG bytes or more in the key bucket whose KeyValue does not
+start with its key (etcd always writes the key first) is "not an mvcc KeyValue", where the walk would look for the
+key further in.
 """
 
 from __future__ import absolute_import, division, print_function
