@@ -153,12 +153,12 @@ MALLOC_MMAP_THRESHOLD = 4 * 1024 * 1024
 def bound_allocator(arenas=MALLOC_ARENAS, mmap_threshold=MALLOC_MMAP_THRESHOLD):
     """Keep the C allocator from holding memory the pipeline has freed; True when glibc took the settings.
 
-    The backup's threads (gRPC, zstd, age, the upload pool, the status walk) each get a glibc malloc arena of
+    The backup's threads (the stream's reader, age, the upload pool) each get a glibc malloc arena of
     their own, and glibc raises its mmap threshold after the first large block is freed, so the 5 MiB upload
     parts are then carved out of those arenas, which keep the freed space: 10-15 MiB of a peak RSS bound of
     100 MiB. Two arenas, and blocks of 4 MiB or more always mapped (given back to the system when freed), avoid
-    that; smaller blocks (a page of a 1 MB value in the status walk) are reused from the heap. Call it before
-    the threads start. Without glibc (musl, other systems) nothing happens.
+    that; smaller blocks (the stream's 256 KiB chunks, a page being read for the status) are reused from the
+    heap. Call it before the threads start. Without glibc (musl, other systems) nothing happens.
     """
     try:
         import ctypes
@@ -360,7 +360,7 @@ class Backup(object):
 
 
 def snapshot_hashkv(status):
-    """What etcd's HashKV answers at the snapshot's revision, read from the snapshot in the status walk (no call to
+    """What etcd's HashKV answers at the snapshot's revision, read from the snapshot with its status (no call to
     the member: HashKV makes it read its whole database, 20-30 s for 1 GiB). A restore drill compares it with
     the HashKV of the restored member. {hash, revision, source} or {hash: None, error} when the file cannot say."""
     if status.get('hashkv') is None:
