@@ -14,11 +14,12 @@ XDIST := $(if $(filter 1,$(JOBS)),,-n $(JOBS) --dist loadgroup)
 # Every etcd line is installed by `make etcd`: a missing one must fail the functional tests, not skip them.
 export ETCDOPS_REQUIRE_ALL_LINES := 1
 
-.PHONY: bench-backup bench-restore help bootstrap test test-fast unit functional sanity lint integration molecule demo lab-up lab-down status etcd clean
+.PHONY: fuzz bench-backup bench-restore help bootstrap test test-fast unit functional sanity lint integration molecule demo lab-up lab-down status etcd clean
 
 help:
 	@echo "make test        everything CI runs: unit, functional, sanity, lint, lab integration, molecule"
 	@echo "make test-fast   the quick subset (no Docker lab): unit, functional (loopback etcd), sanity, lint"
+	@echo "make fuzz        every fuzz target of tests/fuzz for FUZZ_SECONDS (600) each: findings in tests/fuzz/crashers"
 	@echo "make demo        lab up -> keys -> backup to S3 -> disaster -> restore -> verified -> lab down"
 	@echo "make lab-up PREFIX=x ETCD_LINE=3.5 / make lab-down PREFIX=x / make status PREFIX=x"
 
@@ -52,6 +53,11 @@ integration: bootstrap etcd
 
 molecule: bootstrap
 	$(PYTEST) -m molecule tests/integration
+
+# Not part of `make test` (which runs each target for 20 s): every fuzz target for FUZZ_SECONDS seconds.
+FUZZ_SECONDS ?= 600
+fuzz: bootstrap
+	$(PY) tests/fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 lab-up: bootstrap
 	$(PY) tests/lab/lab.py up --prefix $(PREFIX) --etcd-line $(ETCD_LINE)
