@@ -10,7 +10,7 @@ root=$PWD
 
 log() { printf '[bootstrap] %s\n' "$*"; }
 
-apt_packages=(git make openssl rsync age debootstrap ca-certificates shellcheck)
+apt_packages=(git make openssl rsync age minisign debootstrap ca-certificates shellcheck)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -30,6 +30,7 @@ import socket
 import time
 
 from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt_stream import StreamStatus
+from ansible_collections.etcdops.etcd.plugins.module_utils._signing import SigningError
 from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import SnapshotError, stream_from
 from ansible_collections.etcdops.etcd.plugins.module_utils._store import (
     LocalStore,
@@ -63,8 +64,13 @@ SNAPSHOT_OBJECT = 'snapshot.db'
 RESOURCES_OBJECT = 'kubernetes.tar'
 DEFAULT_RESOURCE_ROOT = '/etc/kubernetes'
 DEFAULT_RESOURCE_PATHS = ['pki', 'manifests']
-CLEAR_TEXT_WARNING = ('no age recipient given: the %s object is stored unencrypted, and it holds %s. Give '
-                      'recipients (age public keys) so that only the holders of the identities can read it')
+NO_RECIPIENT = ('no age recipient given for the %s object, which holds %s: give recipients (age public keys, '
+                '`age-keygen -y identity.txt` prints one) or recipients_file, so that only the holders of the '
+                'identities can read it; or set encryption=none to store it unencrypted. Nothing was stored')
+NO_SIGNING_KEY = ('no signing key: give signing_key (a minisign secret key file without password on this host, made '
+                  'by the etcdops.etcd.etcd_signing_key module or `minisign -G -W`) so that restores can check where '
+                  'the backup comes from; or set signing=none to store backups that restores accept only with '
+                  'accept_unsigned. Nothing was stored')
 
 
 def stream_window(store):
@@ -220,7 +226,7 @@ class Backup(object):
 
     def __init__(self, store, cluster_name, etcd_cluster='main', recipients=None, resources=True,
                  resources_recipients=None, resource_root=DEFAULT_RESOURCE_ROOT, resource_paths=None,
-                 compression_level=3, timeout=None, progress=None, backup_id=None):
+                 compression_level=3, timeout=None, progress=None, backup_id=None, signer=None):
         self.store = store
         self.cluster_name = cluster_name
         self.etcd_cluster = etcd_cluster
@@ -235,6 +241,7 @@ class Backup(object):
         self.timeout = timeout
         self.progress = progress
         self.backup_id = backup_id or new_backup_id()
+        self.signer = signer
         self.tried = []
 
     def run(self, client, order, cluster_id):
@@ -284,6 +291,11 @@ class Backup(object):
             self.tried.append(dict(candidate.describe(), error=str(exc)))
             self._forget_all()
             raise BackupError('the backup store failed, nothing was listed: %s' % exc, kind='store', tried=self.tried)
+        except SigningError as exc:
+            self.tried.append(dict(candidate.describe(), error=exc.msg))
+            self._forget_all()
+            raise BackupError('the backup could not be signed, nothing was listed: %s' % exc.msg, kind='signing',
+                              tried=self.tried)
         except StreamError as exc:
             self.tried.append(dict(candidate.describe(), error=str(exc)))
             self._forget_all()
@@ -313,7 +325,7 @@ class Backup(object):
             encrypted=bool(self.resources_recipients),
             encryption=dict(format='age', recipients=self.resources_recipients) if self.resources_recipients else None,
             time=_iso(time.time()), verified=None)
-        self.store.write_metadata(self.resources_location, self.backup_id, document)
+        self.store.write_metadata(self.resources_location, self.backup_id, document, signer=self.signer)
         return dict(backup_id=self.backup_id, location=self.resources_location.path, key=stored['key'],
                     size=stored['size'], sha256=stored['sha256'], encrypted=bool(self.resources_recipients),
                     members=members)
@@ -338,11 +350,15 @@ class Backup(object):
             started_at=_iso(started), finished_at=_iso(finished), duration_seconds=round(finished - started, 3),
             verified=None)
         try:
-            self.store.write_metadata(self.location, self.backup_id, document)
+            self.store.write_metadata(self.location, self.backup_id, document, signer=self.signer)
         except StoreError as exc:
             self._forget_all()
             raise BackupError('the backup store failed writing the metadata, nothing was listed: %s' % exc,
                               kind='store', tried=self.tried)
+        except SigningError as exc:
+            self._forget_all()
+            raise BackupError('the backup could not be signed, nothing was listed: %s' % exc.msg, kind='signing',
+                              tried=self.tried)
         seconds = attempt['meter'].seconds or attempt['upload_seconds']
         return dict(
             backup_id=self.backup_id, location=self.location.path, cluster_id=cluster_id,
@@ -353,6 +369,7 @@ class Backup(object):
             total_size=status['total_size'], version=status.get('version') or '',
             snapshot_size=checked.size, snapshot_sha256=checked.file_sha256(),
             stored_size=stored['size'], stored_sha256=stored['sha256'], encrypted=bool(self.recipients),
+            signed_by=self.signer.id if self.signer is not None else None,
             recipients=self.recipients, resources=resources,
             duration_seconds=round(finished - started, 3),
             mb_per_second=round(checked.size / MEGABYTE / seconds, 1) if seconds > 0 else 0.0,
@@ -376,7 +393,7 @@ def _iso(epoch):
 # -- listing -----------------------------------------------------------------------------------------------
 
 LISTED_FIELDS = ('backup_id', 'time', 'cluster_name', 'etcd_cluster', 'revision', 'total_key', 'total_size',
-                 'etcd_version', 'encrypted', 'verified', 'stored_bytes')
+                 'etcd_version', 'encrypted', 'signed', 'verified', 'stored_bytes')
 # What a restore drill (etcd_backup_verify) recorded: listed as verified_at / verify_error.
 VERIFICATION = 'verification'
 
@@ -387,6 +404,7 @@ def listing_entry(record):
     member = record.get('member')
     entry['member'] = member.get('name') if isinstance(member, dict) else member
     entry['encrypted'] = bool(record.get('encrypted'))
+    entry['signed'] = bool(record.get('signed'))
     verification = record.get(VERIFICATION) if isinstance(record.get(VERIFICATION), dict) else {}
     entry['verified_at'] = verification.get('at')
     entry['verify_error'] = verification.get('error')

@@ -11,8 +11,8 @@
 Secret of the cluster, so it is removed at the end whatever happened. Nothing of the cluster is touched: the
 throwaway member has its own name, token and loopback ports, and never learns of the real members.
 
-The result is recorded in the backup's metadata (``verified`` true/false and ``verification``: at, error,
-checks, host), which ``etcd_backup_info`` lists and retention reads (a failed backup is not kept as an hour's or
+The result is recorded beside the backup's metadata, in ``verification.json`` (``verified`` true/false, at,
+error, checks, host; the signed metadata is never rewritten), which ``etcd_backup_info`` lists and retention reads (a failed backup is not kept as an hour's or
 day's representative). ``DrillError`` carries the message, always naming the backup.
 """
 
@@ -294,12 +294,9 @@ def _tail(path, lines=5):
     return ' / '.join(line.strip() for line in text.splitlines()[-lines:]) or 'no output'
 
 
-def record(store, location, backup_id, document, verified, error, checks, now=None):
-    """Write the drill's result into the backup's metadata (rewritten whole: still one small object)."""
-    updated = dict(document)
-    for field in ('id', 'time', 'stored_objects', 'stored_bytes'):  # added by list_backups, not stored
-        updated.pop(field, None)
-    updated['verified'] = bool(verified)
-    updated['verification'] = dict(verified=bool(verified), at=_iso(time.time() if now is None else now),
-                                   error=error, checks=checks, host=socket.gethostname())
-    return store.write_metadata(location, backup_id, updated)
+def record(store, location, backup_id, verified, error, checks, now=None):
+    """Write the drill's result beside the backup (verification.json; the signed metadata is never rewritten)."""
+    verification = dict(verified=bool(verified), at=_iso(time.time() if now is None else now),
+                        error=error, checks=checks, host=socket.gethostname())
+    store.write_verification(location, backup_id, verification)
+    return dict(verified=bool(verified), verification=verification)

@@ -13,8 +13,11 @@ metadata, fetch, identity, decrypt, sha256, write.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import json
+
+from ansible_collections.etcdops.etcd.plugins.module_utils._signing import SigningError, trusted_keys, verify
 from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import SnapshotError
-from ansible_collections.etcdops.etcd.plugins.module_utils._store import StoreError
+from ansible_collections.etcdops.etcd.plugins.module_utils._store import SIGNATURE, StoreError
 from ansible_collections.etcdops.etcd.plugins.module_utils._streams import (
     Sha256,
     StreamError,
@@ -24,6 +27,8 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._streams import (
 )
 
 LATEST = 'latest'
+# FetchError kinds of a backup whose signature does not make it trusted: 'latest' passes over such a backup.
+UNTRUSTED = ('unsigned', 'unknown_signer', 'bad_signature', 'mismatch')
 
 
 class FetchError(Exception):
@@ -47,6 +52,107 @@ def choose_backup(listed, backup_id=LATEST):
         return None
     verified = [record for record in readable if record.get('verified') is True]
     return (verified or readable or [None])[0]
+
+
+def trust_argument_spec():
+    """Options naming the backups a restore may use (doc fragment etcdops.etcd.backup_trust)."""
+    return dict(trusted_keys=dict(type='list', elements='str', default=[], no_log=False),
+                trusted_keys_file=dict(type='path'),
+                accept_unsigned=dict(type='bool', default=False))
+
+
+def trust_from_params(store, location, params):
+    """The Trust the options name (FetchError, kind 'unsigned' or 'key', when they do not make one)."""
+    try:
+        keys = trusted_keys(params['trusted_keys'], params['trusted_keys_file'])
+    except SigningError as exc:
+        raise FetchError(exc.msg, 'key')
+    return Trust(store, location, keys, params['accept_unsigned'])
+
+
+class Trust(object):
+    """Which backups a restore may use: signed by one of keys ({id: _signing.PublicKey}); with accept_unsigned, also
+    unsigned ones and ones signed by a key not among keys (a warning each), never one whose signature does not
+    verify. ``document(record)`` returns the metadata to restore from, parsed from the bytes the signature covers."""
+
+    def __init__(self, store, location, keys, accept_unsigned=False):
+        self.store = store
+        self.location = location
+        self.keys = dict(keys or {})
+        self.accept_unsigned = bool(accept_unsigned)
+        self.warnings = []
+        if not self.keys and not self.accept_unsigned:
+            raise FetchError('no trusted signing key was given: give trusted_keys (the minisign public keys the '
+                             'backups are signed with, etcd_backup\'s signing_key), or accept_unsigned=true to '
+                             'restore backups whose origin cannot be checked', 'unsigned')
+
+    def document(self, record):
+        """The trusted metadata of a listed backup (FetchError, kind in UNTRUSTED, when it is not trusted)."""
+        backup_id = record['id']
+        if record.get('error'):
+            raise FetchError(record['error'], 'metadata')
+        try:
+            data, signature = self.store.read_signed(self.location, backup_id)
+        except StoreError as exc:
+            raise FetchError('cannot read its metadata and signature: %s' % exc, 'fetch')
+        what = 'the metadata of backup %s' % backup_id
+        signer = None
+        if signature is None:
+            if not self.accept_unsigned:
+                raise FetchError('it is not signed (no %s): restore it only with accept_unsigned=true, if you know '
+                                 'where it comes from' % SIGNATURE, 'unsigned')
+            self.warnings.append('backup %s is not signed: restored with accept_unsigned' % backup_id)
+        else:
+            try:
+                signer, dummy = verify(self.keys, data, signature, what)
+            except SigningError as exc:
+                if exc.kind == 'unknown_signer' and self.accept_unsigned:
+                    self.warnings.append('%s; restored with accept_unsigned' % exc.msg)
+                else:
+                    raise FetchError(exc.msg, exc.kind)
+        try:
+            document = json.loads(data.decode('utf-8'))
+        except (ValueError, UnicodeError) as exc:
+            raise FetchError('its metadata is not JSON: %s' % exc, 'metadata')
+        if not isinstance(document, dict):
+            raise FetchError('its metadata is not a JSON object', 'metadata')
+        claimed = (document.get('backup_id'), document.get('cluster_name'), document.get('kind'),
+                   document.get('etcd_cluster') if self.location.kind == 'etcd' else None)
+        expected = (backup_id, self.location.cluster_name, self.location.kind, self.location.etcd_cluster)
+        if signer is not None and claimed != expected:
+            raise FetchError('its signed metadata is of backup %s of %s/%s (%s), not of this one: a signed backup was '
+                             'copied to another place in the store' % (claimed[0], claimed[1], claimed[3] or '-',
+                                                                       claimed[2]), 'mismatch')
+        trusted = dict(document)
+        for field in ('id', 'time', 'stored_objects', 'stored_bytes', 'signed', 'verified', 'verification'):
+            if field in record:
+                trusted[field] = record[field]
+        trusted['signed_by'] = signer
+        return trusted
+
+
+def choose_trusted(listed, backup_id, trust):
+    """(record chosen, its trusted document, [{backup_id, error}] of newer backups passed over for 'latest').
+
+    A named backup must be trusted (FetchError otherwise); 'latest' is the first trusted backup in the order of
+    choose_backup (the newest that passed a drill, else the newest), so a forged or unsigned newer backup is passed
+    over, never restored. (None, None, skipped) when no backup qualifies."""
+    if backup_id != LATEST:
+        record = choose_backup(listed, backup_id)
+        if record is None:
+            return None, None, []
+        return record, trust.document(record), []
+    readable = [record for record in listed if not record.get('error')]
+    ordered = [r for r in readable if r.get('verified') is True] + [r for r in readable if r.get('verified') is not True]
+    skipped = []
+    for record in ordered:
+        try:
+            return record, trust.document(record), skipped
+        except FetchError as exc:
+            if exc.kind not in UNTRUSTED:
+                raise
+            skipped.append(dict(backup_id=record['id'], error=exc.msg))
+    return None, None, skipped
 
 
 def snapshot_object(document):

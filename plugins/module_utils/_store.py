@@ -58,6 +58,7 @@ import stat
 import tarfile
 import time
 
+from ansible_collections.etcdops.etcd.plugins.module_utils._signing import SIGNATURE_SUFFIX, backup_comment
 from ansible_collections.etcdops.etcd.plugins.module_utils._streams import ChunkReader, Sha256, close_stream, file_chunks
 
 # boto3 and botocore are imported when the first S3Store is made (_import_boto3), not with this file: they cost
@@ -67,6 +68,10 @@ boto3 = None
 botocore = None
 
 METADATA = 'metadata.json'
+SIGNATURE = METADATA + SIGNATURE_SUFFIX
+VERIFICATION_OBJECT = 'verification.json'
+# Objects of a backup that are not its data: not counted in stored_objects/stored_bytes.
+BOOKKEEPING = (METADATA, SIGNATURE, VERIFICATION_OBJECT)
 ETCD = 'etcd'
 RESOURCES = 'resources'
 LAYOUT_VERSION = 1
@@ -202,8 +207,8 @@ class Store(object):
 
     def put_object(self, location, backup_id, name, chunks):
         """Store one object of a backup from a stream; {name, key, size, sha256} of the bytes stored."""
-        if name == METADATA:
-            raise StoreError('%s is written by write_metadata, last' % METADATA)
+        if name in BOOKKEEPING:
+            raise StoreError('%s is written by write_metadata or write_verification' % name)
         key = location.key(backup_id, name)
         digest = Sha256(chunks)
         try:
@@ -219,13 +224,38 @@ class Store(object):
 
     # metadata
 
-    def write_metadata(self, location, backup_id, metadata):
-        """Write the metadata object, which makes the backup exist: call it after every object is stored."""
+    def write_metadata(self, location, backup_id, metadata, signer=None):
+        """Write the metadata object, which makes the backup exist: call it after every object is stored.
+
+        With signer (a _signing.SecretKey), its minisign signature of the metadata's bytes is stored first, as
+        metadata.json.minisig: a signed backup never exists unsigned, not even for a moment."""
         document = dict(metadata)
-        document.update(backup_id=backup_id, layout=LAYOUT_VERSION)
+        document.update(backup_id=backup_id, layout=LAYOUT_VERSION, cluster_name=location.cluster_name,
+                        kind=location.kind)
+        if location.kind == ETCD:
+            document['etcd_cluster'] = location.etcd_cluster
         data = json.dumps(document, indent=2, sort_keys=True).encode('utf-8') + b'\n'
+        if signer is not None:
+            signature = signer.sign(data, backup_comment(location.path, backup_id))
+            self._put(location.key(backup_id, SIGNATURE), iter([signature.encode('ascii')]), metadata=True)
         self._put(location.key(backup_id, METADATA), iter([data]), metadata=True)
         return document
+
+    def write_verification(self, location, backup_id, verification):
+        """Record a restore drill's result beside the backup (verification.json): the signed metadata is never
+        rewritten. list_backups shows it as the record's verified and verification."""
+        data = json.dumps(verification, indent=2, sort_keys=True).encode('utf-8') + b'\n'
+        self._put(location.key(backup_id, VERIFICATION_OBJECT), iter([data]), metadata=True)
+        return verification
+
+    def read_signed(self, location, backup_id):
+        """(the metadata's bytes, the signature's text or None when the backup has no signature object)."""
+        data = b''.join(self._get(location.key(backup_id, METADATA), CHUNK_SIZE))
+        listed = set(key for key, dummy in self._list(location.key(backup_id)))
+        if location.key(backup_id, SIGNATURE) not in listed:
+            return data, None
+        signature = b''.join(self._get(location.key(backup_id, SIGNATURE), CHUNK_SIZE))
+        return data, signature.decode('ascii', 'replace')
 
     def read_metadata(self, location, backup_id):
         key = location.key(backup_id, METADATA)
@@ -239,6 +269,16 @@ class Store(object):
         if not isinstance(document, dict):
             raise StoreError('%s is not a JSON object: the backup is damaged' % self.describe(key))
         return document
+
+    def _verification(self, key, data):
+        """{verified, verification} from a drill's verification.json (an unreadable one: verified False)."""
+        try:
+            if isinstance(data, StoreError):
+                raise data
+            verification = self._parse_metadata(key, data)
+        except StoreError as exc:
+            return dict(verified=False, verification=dict(verified=False, error=str(exc)))
+        return dict(verified=verification.get('verified') is True, verification=verification)
 
     # backups
 
@@ -261,7 +301,9 @@ class Store(object):
         """
         found = self._backup_objects(location)
         complete = sorted((bid for bid, names in found.items() if METADATA in names), reverse=True)
-        documents = self._read_many([location.key(bid, METADATA) for bid in complete])
+        drilled = [bid for bid in complete if VERIFICATION_OBJECT in found[bid]]
+        documents = self._read_many([location.key(bid, METADATA) for bid in complete] +
+                                    [location.key(bid, VERIFICATION_OBJECT) for bid in drilled])
         records = []
         for backup_id in complete:
             key = location.key(backup_id, METADATA)
@@ -273,9 +315,12 @@ class Store(object):
                 record.update(self._parse_metadata(key, data))
             except StoreError as exc:
                 record.update(verified=False, error=str(exc))
-            stored = dict((n, s) for n, s in found[backup_id].items() if n != METADATA)
+            if backup_id in drilled and not record.get('error'):
+                record.update(self._verification(location.key(backup_id, VERIFICATION_OBJECT),
+                                                 documents[location.key(backup_id, VERIFICATION_OBJECT)]))
+            stored = dict((n, s) for n, s in found[backup_id].items() if n not in BOOKKEEPING)
             record.update(id=backup_id, backup_id=backup_id, time=backup_time(backup_id), stored_objects=stored,
-                          stored_bytes=sum(stored.values()))
+                          stored_bytes=sum(stored.values()), signed=SIGNATURE in found[backup_id])
             records.append(record)
         records.sort(key=lambda r: (backup_epoch(r['id']), r['id']), reverse=True)
         return records

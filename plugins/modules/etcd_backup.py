@@ -53,8 +53,8 @@ options:
     description:
       - age X25519 public keys (V(age1...)) the snapshot is encrypted to; each may also be several lines in the
         format of C(age -R) files. C(age -d -i identity) with any matching identity decrypts the object.
-      - When neither O(recipients) nor O(recipients_file) is given, the snapshot is stored unencrypted and the
-        module warns, because it holds every Secret of the cluster.
+      - One of O(recipients) and O(recipients_file) is required unless O(encryption=none): the snapshot holds every
+        Secret of the cluster.
     type: list
     elements: str
     default: []
@@ -62,6 +62,31 @@ options:
     description:
       - A file on the host of age public keys, one a line (C(#) comments allowed), added to O(recipients).
     type: path
+  encryption:
+    description:
+      - V(age) encrypts the snapshot and the resources with age and fails, before anything is stored, when no
+        recipient is given. V(none) stores both unencrypted: only for a store that nobody but the cluster's
+        administrators can read.
+    type: str
+    choices: [age, none]
+    default: age
+  signing:
+    description:
+      - V(minisign) signs each backup's metadata (which holds the size and sha256 of every object of the backup)
+        with O(signing_key), as C(metadata.json.minisig) beside it; restores, drills and fetches check the signature
+        against their trusted public keys before they use a byte of the backup. Fails, before anything is stored,
+        when no key is given.
+      - V(none) stores unsigned backups, which restores refuse unless told to accept unsigned backups.
+    type: str
+    choices: [minisign, none]
+    default: minisign
+  signing_key:
+    description:
+      - A minisign secret key file without password on the host (made by M(etcdops.etcd.etcd_signing_key) or
+        C(minisign -G -W)); it must not be readable by others (mode 0600). The public key of that file goes to the
+        restores' C(trusted_keys); C(minisign -Vm metadata.json -p key.pub) verifies a backup by hand.
+    type: path
+    default: /etc/etcdops/backup-signing.key
   resources:
     description:
       - Whether to store the Kubernetes resources (O(resources_paths) and O(encryption_config)) as well.
@@ -124,7 +149,8 @@ notes:
     in C(module_defaults) for this module and M(etcdops.etcd.etcd_backup_info)/M(etcdops.etcd.etcd_backup_prune)
     by name.
 requirements:
-  - boto3 (for O(store=s3)), zstandard and pyrage on the host that runs the module.
+  - boto3 (for O(store=s3)), zstandard, pyrage and cryptography (for O(signing=minisign)) on the host that runs the
+    module.
 seealso:
   - module: etcdops.etcd.etcd_backup_info
   - module: etcdops.etcd.etcd_backup_prune
@@ -140,6 +166,7 @@ EXAMPLES = r'''
     region: eu-west-1
     recipients:
       - age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
+    signing_key: /etc/etcdops/backup-signing.key
     encryption_config: /etc/kubernetes/enc/encryption-config.yaml
   register: backup
 
@@ -243,6 +270,12 @@ encrypted:
   returned: always
   type: bool
   sample: true
+signed_by:
+  description: The key id (as C(minisign) prints it) of the key the backup's metadata is signed with, V(null) with
+    O(signing=none).
+  returned: success
+  type: str
+  sample: 6F1D8E3A2B4C5D7E
 recipients:
   description: The age public keys the snapshot is encrypted to.
   returned: always
@@ -324,13 +357,15 @@ unhealthy:
   sample: []
 '''
 
+import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.etcdops.etcd.plugins.module_utils._backup import (
-    CLEAR_TEXT_WARNING,
     MEGABYTE,
+    NO_RECIPIENT,
+    NO_SIGNING_KEY,
     STORE_REQUIRED_IF,
     Backup,
     BackupError,
@@ -346,6 +381,12 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._client import (
     EtcdClientError,
     client_from_module,
     connection_argument_spec,
+)
+from ansible_collections.etcdops.etcd.plugins.module_utils._signing import (
+    CRYPTOGRAPHY_IMPORT_ERROR,
+    HAS_CRYPTOGRAPHY,
+    SigningError,
+    read_secret_key,
 )
 from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import SnapshotError, candidates
 from ansible_collections.etcdops.etcd.plugins.module_utils._store import StoreError, etcd_location
@@ -366,6 +407,9 @@ def argument_spec():
         member=dict(type='str', default='follower'),
         recipients=dict(type='list', elements='str', default=[]),
         recipients_file=dict(type='path'),
+        encryption=dict(type='str', default='age', choices=['age', 'none']),
+        signing=dict(type='str', default='minisign', choices=['minisign', 'none']),
+        signing_key=dict(type='path', default='/etc/etcdops/backup-signing.key', no_log=False),
         resources=dict(type='bool', default=True),
         resources_recipients=dict(type='list', elements='str', default=[]),
         resources_recipients_file=dict(type='path'),
@@ -390,11 +434,33 @@ def keys_from(module):
             resources_recipients = recipients
     except StreamError as error:
         module.fail_json(msg=str(error))
+    if params['encryption'] == 'none':
+        if recipients or resources_recipients:
+            module.fail_json(msg='encryption=none and age recipients given: drop the recipients, or leave encryption '
+                                 'at age to encrypt to them. Nothing was stored')
+        return recipients, resources_recipients
     if not recipients:
-        module.warn(CLEAR_TEXT_WARNING % ('snapshot', 'every Secret of the cluster'))
+        module.fail_json(msg=NO_RECIPIENT % ('snapshot', 'every Secret of the cluster'), error_kind='encryption')
     if params['resources'] and not resources_recipients:
-        module.warn(CLEAR_TEXT_WARNING % ('resources', 'the cluster\'s private keys (pki/)'))
+        module.fail_json(msg=NO_RECIPIENT % ('resources', 'the cluster\'s private keys (pki/)'),
+                         error_kind='encryption')
     return recipients, resources_recipients
+
+
+def signer_from(module):
+    """The SecretKey that signs the backup, None with signing=none; fails before anything is stored."""
+    params = module.params
+    if params['signing'] == 'none':
+        return None
+    if not HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib('cryptography'), exception=CRYPTOGRAPHY_IMPORT_ERROR)
+    if not params['signing_key'] or not os.path.exists(params['signing_key']):
+        module.fail_json(msg='%s (%s does not exist)' % (NO_SIGNING_KEY, params['signing_key']),
+                         error_kind='signing')
+    try:
+        return read_secret_key(params['signing_key'])
+    except SigningError as error:
+        module.fail_json(msg='%s. Nothing was stored' % error.msg, error_kind='signing')
 
 
 def resource_paths(module):
@@ -417,13 +483,14 @@ def main():
         module.fail_json(msg='compression_level %d is out of range: use 1 (fastest) to 19 (smallest)'
                              % params['compression_level'])
     recipients, resources_recipients = keys_from(module)
+    signer = signer_from(module)
     try:
         location = etcd_location(params['cluster_name'], params['etcd_cluster'])
         store = store_from_params(params)
     except StoreError as error:
         module.fail_json(msg=str(error))
     result = dict(changed=False, location=location.path, store=store_summary(store, location),
-                  encrypted=bool(recipients), recipients=recipients)
+                  encrypted=bool(recipients), recipients=recipients, signed_by=signer.id if signer else None)
 
     bound_allocator()  # before the gRPC client and the pipeline start their threads
     client = client_from_module(module, stream_window=stream_window(params['store']))
@@ -449,7 +516,7 @@ def main():
                         resources=params['resources'], resources_recipients=resources_recipients,
                         resource_root=params['resources_root'], resource_paths=resource_paths(module),
                         compression_level=params['compression_level'],
-                        timeout=params['timeout'], progress=progress)
+                        timeout=params['timeout'], progress=progress, signer=signer)
         try:
             done = backup.run(client, order, cluster_id)
         except BackupError as error:

@@ -11,7 +11,8 @@ module: etcd_backup_fetch
 short_description: Fetch a stored etcd backup into a snapshot file on the host, ready to restore
 version_added: 0.1.0
 description:
-  - Downloads the snapshot object of a backup taken by M(etcdops.etcd.etcd_backup) and streams it through age
+  - Checks the backup's signature against O(trusted_keys) first, then downloads the snapshot object of the backup
+    taken by M(etcdops.etcd.etcd_backup) and streams it through age
     decryption (the identity in O(identity_file) or O(identity)), zstd decompression and a sha256 check against the
     backup's metadata into the snapshot file O(path), in one pass. The same fetch as the restore drill of
     M(etcdops.etcd.etcd_backup_verify).
@@ -27,6 +28,7 @@ author:
   - etcdops maintainers (@etcdops)
 extends_documentation_fragment:
   - etcdops.etcd.backup_store
+  - etcdops.etcd.backup_trust
   - etcdops.etcd.backup_store.unused_connection
   - etcdops.etcd.attributes
 options:
@@ -37,8 +39,9 @@ options:
     required: true
   backup_id:
     description:
-      - The backup to fetch (as M(etcdops.etcd.etcd_backup_info) lists it), or V(latest) for the newest backup that
-        passed a restore drill (M(etcdops.etcd.etcd_backup_verify)), else the newest one.
+      - The backup to fetch (as M(etcdops.etcd.etcd_backup_info) lists it), or V(latest) for the newest trusted backup
+        that passed a restore drill (M(etcdops.etcd.etcd_backup_verify)), else the newest trusted one (see
+        O(trusted_keys)).
       - Restoring several hosts, resolve V(latest) once and give every host the RV(backup_id) it returned, so that all
         restore the same backup.
     type: str
@@ -56,8 +59,8 @@ attributes:
   check_mode:
     support: full
     details:
-      - Resolves the backup, reads its metadata and compares the sha256 of an existing O(path); downloads and writes
-        nothing.
+      - Resolves the backup, reads its metadata and checks its signature as a real run does, and compares the sha256
+        of an existing O(path); downloads and writes nothing.
   diff_mode:
     support: full
     details:
@@ -65,7 +68,7 @@ attributes:
 notes:
   - Reading the sha256 of an existing O(path) reads the whole file (about 1 GB in a few seconds).
 requirements:
-  - boto3 (for O(store=s3)), zstandard and pyrage on the host that runs the module.
+  - boto3 (for O(store=s3)), zstandard, pyrage and cryptography on the host that runs the module.
 seealso:
   - module: etcdops.etcd.etcd_backup
   - module: etcdops.etcd.etcd_backup_info
@@ -79,6 +82,7 @@ EXAMPLES = r'''
     bucket: etcd-backups
     region: eu-west-1
     identity_file: /root/.age/etcd-backup.txt
+    trusted_keys_file: /etc/etcdops/backup-signing.pub
     path: /var/lib/etcd-restore/snapshot.db
   register: fetched
 
@@ -93,6 +97,7 @@ EXAMPLES = r'''
     bucket: etcd-backups
     backup_id: 2026-11-23T10-50-32Z-3f9a
     identity: "{{ vault_etcd_backup_identity }}"
+    trusted_keys: ["{{ etcd_backup_signing_public_key }}"]
     path: /var/lib/etcd-restore/snapshot.db
 '''
 
@@ -148,8 +153,21 @@ mb_per_second:
   returned: when the snapshot was downloaded
   type: float
   sample: 112.5
+signed_by:
+  description: The id of the trusted key that signed the backup, V(null) for an unsigned backup taken with
+    O(accept_unsigned=true).
+  returned: when a backup was found
+  type: str
+  sample: 6F1D8E3A2B4C5D7E
+skipped:
+  description: Newer backups that V(latest) passed over because they are not trusted, with the reason.
+  returned: when the store was listed
+  type: list
+  elements: dict
+  sample: [{backup_id: 2026-11-23T11-00-02Z-9c1e, error: "it is not signed (no metadata.json.minisig) ..."}]
 error_kind:
-  description: What failed, in a word (no_backup, store, metadata, identity, fetch, decrypt, sha256, write).
+  description: What failed, in a word (no_backup, store, metadata, unsigned, unknown_signer, bad_signature, mismatch,
+    key, identity, fetch, decrypt, sha256, write).
   returned: on failure
   type: str
   sample: identity
@@ -175,9 +193,11 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._backup import (
 from ansible_collections.etcdops.etcd.plugins.module_utils._fetch import (
     LATEST,
     FetchError,
-    choose_backup,
+    choose_trusted,
     fetch_snapshot,
     snapshot_object,
+    trust_argument_spec,
+    trust_from_params,
 )
 from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import SnapshotError, file_digest, write_file
 from ansible_collections.etcdops.etcd.plugins.module_utils._store import StoreError, etcd_location
@@ -197,6 +217,7 @@ MEGABYTE = 1000 * 1000.0
 def main():
     spec = unused_connection_spec()
     spec.update(store_argument_spec())
+    spec.update(trust_argument_spec())
     spec.update(
         path=dict(type='path', required=True),
         backup_id=dict(type='str', default=LATEST),
@@ -223,26 +244,36 @@ def main():
         listed = store.list_backups(location)
     except StoreError as error:
         module.fail_json(msg='cannot list the backups: %s' % error, error_kind='store', **result)
-    chosen = choose_backup(listed, params['backup_id'])
+    try:
+        trust = trust_from_params(store, location, params)
+        chosen, document, skipped = choose_trusted(listed, params['backup_id'], trust)
+    except FetchError as error:
+        what = 'backup %s' % params['backup_id'] if params['backup_id'] != LATEST else 'the latest backup'
+        module.fail_json(msg='%s cannot be used: %s; nothing was changed' % (what, error.msg),
+                         error_kind=error.kind, **result)
+    result['skipped'] = skipped
+    for warning in trust.warnings + ['backup %s was passed over: %s' % (s['backup_id'], s['error']) for s in skipped]:
+        module.warn(warning)
     if chosen is None:
-        if params['backup_id'] == LATEST:
-            what = 'there is no backup of %s in %s' % (location.path, store.describe(location.path))
-        else:
+        if params['backup_id'] != LATEST:
             what = 'backup %s of %s is not in %s (etcd_backup_info lists the backups there)' % (
                 params['backup_id'], location.path, store.describe(location.path))
+        elif skipped:
+            what = 'no backup of %s in %s is trusted (%d passed over: %s)' % (
+                location.path, store.describe(location.path), len(skipped),
+                '; '.join('%s: %s' % (s['backup_id'], s['error']) for s in skipped))
+        else:
+            what = 'there is no backup of %s in %s' % (location.path, store.describe(location.path))
         module.fail_json(msg='%s; nothing was changed' % what, error_kind='no_backup', **result)
     backup_id = chosen['id']
-    if chosen.get('error'):
-        module.fail_json(msg='backup %s cannot be used: %s; nothing was changed' % (backup_id, chosen['error']),
-                         error_kind='metadata', backup_id=backup_id, **result)
     try:
-        snapshot_object(chosen)
+        snapshot_object(document)
     except FetchError as error:
         module.fail_json(msg='backup %s cannot be restored: %s; nothing was changed' % (backup_id, error.msg),
                          error_kind=error.kind, backup_id=backup_id, **result)
-    expected = chosen['snapshot']['sha256']
-    result.update(backup_id=backup_id, backup=listing_entry(chosen), snapshot_sha256=expected,
-                  revision=chosen.get('revision'))
+    expected = document['snapshot']['sha256']
+    result.update(backup_id=backup_id, backup=listing_entry(document), snapshot_sha256=expected,
+                  revision=document.get('revision'), signed_by=document.get('signed_by'))
 
     try:
         before = file_digest(path)['sha256'] if os.path.isfile(path) else None
@@ -263,14 +294,14 @@ def main():
             identities = identities_from_text(params['identity'], source='the identity option')
     except StreamError as error:
         module.fail_json(msg='%s; nothing was changed' % error, error_kind='identity', **result)
-    if (chosen.get('encrypted') or chosen['objects'][0]['name'].endswith('.age')) and not identities:
+    if (document.get('encrypted') or document['objects'][0]['name'].endswith('.age')) and not identities:
         module.fail_json(msg='backup %s is encrypted with age and no identity was given: give identity_file (or '
                              'identity); nothing was changed' % backup_id, error_kind='identity', **result)
 
     directory = os.path.dirname(path)
     if module.check_mode:
         result['msg'] = 'would fetch backup %s (revision %s) into %s%s' % (
-            backup_id, chosen.get('revision'), path, ', replacing the file there' if before else '')
+            backup_id, document.get('revision'), path, ', replacing the file there' if before else '')
         module.exit_json(changed=True, **result)
 
     created = not os.path.isdir(directory)
@@ -286,7 +317,7 @@ def main():
 
     started = time.monotonic()
     try:
-        checks = fetch_snapshot(store, location, backup_id, chosen, identities, write)
+        checks = fetch_snapshot(store, location, backup_id, document, identities, write)
     except FetchError as error:
         if created and not os.listdir(directory):
             os.rmdir(directory)
@@ -296,7 +327,7 @@ def main():
     result.update(fetched=True, checks=checks, duration_seconds=round(seconds, 3),
                   mb_per_second=round(checks['snapshot_size'] / MEGABYTE / seconds, 1) if seconds > 0 else 0.0,
                   msg='fetched backup %s (revision %s, %d bytes) into %s' % (
-                      backup_id, chosen.get('revision'), checks['snapshot_size'], path))
+                      backup_id, document.get('revision'), checks['snapshot_size'], path))
     module.exit_json(changed=True, **result)
 
 

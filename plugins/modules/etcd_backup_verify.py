@@ -8,10 +8,11 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 ---
 module: etcd_backup_verify
-short_description: Restore drill of a stored etcd backup, with the result recorded in its metadata
+short_description: Restore drill of a stored etcd backup, with the result recorded beside it
 version_added: 0.1.0
 description:
-  - Proves that a backup taken by M(etcdops.etcd.etcd_backup) restores. Fetches its snapshot object from the store,
+  - Proves that a backup taken by M(etcdops.etcd.etcd_backup) restores. Checks the signature of its metadata against
+    O(trusted_keys) (a backup that is not trusted fails the drill), fetches its snapshot object from the store,
     checks the sha256 of the stored bytes, decrypts it with the age identity in O(identity_file) (or O(identity)),
     decompresses it and checks the sha256 of the snapshot against the metadata.
   - Restores it with C(etcdutl snapshot restore) (C(etcdctl) on etcd 3.4) into a fresh 0700 directory under
@@ -20,13 +21,14 @@ description:
     that revision with the metadata (the HashKV M(etcdops.etcd.etcd_backup) read from the snapshot; backups without
     it are compared on revision and keys only, and C(hashkv_compared) in RV(checks) says so). Then stops it and removes the
     directory, on success and on failure.
-  - With O(record=true), writes the result into the backup's metadata (C(verified) true or false, and
-    C(verification) with the time, the error and the checks), which M(etcdops.etcd.etcd_backup_info) lists and
-    retention reads. A backup that fails the drill makes the task fail with a message naming it.
+  - With O(record=true), writes the result beside the backup's metadata, as C(verification.json) (C(verified) true
+    or false, the time, the error and the checks; the signed metadata is never rewritten), which
+    M(etcdops.etcd.etcd_backup_info) lists and retention reads. A backup that fails the drill makes the task fail with a message naming it.
 author:
   - etcdops maintainers (@etcdops)
 extends_documentation_fragment:
   - etcdops.etcd.backup_store
+  - etcdops.etcd.backup_trust
   - etcdops.etcd.backup_store.unused_connection
   - etcdops.etcd.attributes
 options:
@@ -67,7 +69,7 @@ options:
     default: 120.0
   record:
     description:
-      - Write the result into the backup's metadata.
+      - Write the result beside the backup's metadata (C(verification.json)).
     type: bool
     default: true
 attributes:
@@ -132,7 +134,7 @@ error:
   type: str
   sample: "backup 2026-11-23T10-50-32Z-3f9a failed the restore drill: snapshot.db.zst.age does not decrypt ..."
 error_kind:
-  description: What failed, in a word (fetch, decrypt, sha256, restore, etcd, revision, keys, hashkv, metadata).
+  description: What failed, in a word (fetch, decrypt, sha256, restore, etcd, revision, keys, hashkv, metadata, unsigned, unknown_signer, bad_signature, mismatch).
   returned: when it failed
   type: str
   sample: decrypt
@@ -168,6 +170,12 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._drill import (
     DrillError,
     record,
 )
+from ansible_collections.etcdops.etcd.plugins.module_utils._fetch import (
+    UNTRUSTED,
+    FetchError,
+    trust_argument_spec,
+    trust_from_params,
+)
 from ansible_collections.etcdops.etcd.plugins.module_utils._store import StoreError, etcd_location
 from ansible_collections.etcdops.etcd.plugins.module_utils._streams import (
     HAS_PYRAGE,
@@ -187,6 +195,7 @@ def client_factory(url):
 def main():
     spec = unused_connection_spec()
     spec.update(store_argument_spec())
+    spec.update(trust_argument_spec())
     spec.update(
         backup_id=dict(type='str', default='latest'),
         identity_file=dict(type='path'),
@@ -215,6 +224,7 @@ def main():
     try:
         location = etcd_location(params['cluster_name'], params['etcd_cluster'])
         store = store_from_params(params)
+        trust = trust_from_params(store, location, params)
         if params['backup_id'] == 'latest':
             listed = store.list_backups(location)
             if not listed:
@@ -223,10 +233,24 @@ def main():
             backup_id = listed[0]['id']
         else:
             backup_id = params['backup_id']
-        document = store.read_metadata(location, backup_id)
+            store.read_metadata(location, backup_id)  # a backup that does not exist is not a drill's failure
     except StoreError as error:
         module.fail_json(msg='cannot read the backup to verify: %s' % error)
+    except FetchError as error:
+        module.fail_json(msg='cannot verify backups: %s' % error.msg, error_kind=error.kind)
     result = dict(changed=False, location=location.path, backup_id=backup_id)
+    try:
+        document = trust.document({'id': backup_id})
+    except FetchError as error:
+        if error.kind not in UNTRUSTED:
+            module.fail_json(msg='cannot read backup %s to verify: %s' % (backup_id, error.msg), error_kind=error.kind,
+                             **result)
+        # A backup that is not trusted does not restore: the drill's verdict, recorded like any other failure.
+        document = None
+        untrusted = error
+    for warning in trust.warnings:
+        module.warn(warning)
+    result['signed_by'] = document.get('signed_by') if document else None
     if module.check_mode:
         result.update(changed=bool(params['record']), verified=None,
                       msg='would verify backup %s (revision %s) and %s' % (
@@ -234,12 +258,15 @@ def main():
                           'not record it'))
         module.exit_json(**result)
 
-    drill = Drill(store, location, backup_id, document, identities=identities, scratch_dir=params['scratch_dir'],
-                  tool=params['tool'], etcd_binary=params['etcd_binary'], runner=module,
-                  start_timeout=params['start_timeout'], client_factory=client_factory)
+    drill = Drill(store, location, backup_id, document or {}, identities=identities,
+                  scratch_dir=params['scratch_dir'], tool=params['tool'], etcd_binary=params['etcd_binary'],
+                  runner=module, start_timeout=params['start_timeout'], client_factory=client_factory)
     error = kind = None
     try:
-        drill.run()
+        if document is None:
+            error, kind = 'backup %s is not trusted: %s' % (backup_id, untrusted.msg), untrusted.kind
+        else:
+            drill.run()
     except DrillError as failure:
         error, kind = failure.msg, failure.kind
     except Exception as failure:  # pylint: disable=broad-except
@@ -248,11 +275,11 @@ def main():
     result.update(verified=error is None, checks=drill.checks, timings=drill.timings)
     if kind in ENVIRONMENT_KINDS:
         # The drill could not judge the backup (tools, scratch space, identity, store access): nothing recorded.
-        module.fail_json(msg='%s; the backup\'s metadata is left as it was: fix this and run the drill again' % error,
+        module.fail_json(msg='%s; nothing was recorded: fix this and run the drill again' % error,
                          error=error, error_kind=kind, **dict(result, verified=None))
     if params['record']:
         try:
-            written = record(store, location, backup_id, document, error is None, error, drill.checks)
+            written = record(store, location, backup_id, error is None, error, drill.checks)
         except StoreError as failure:
             module.fail_json(msg='%s; and the result could not be recorded: %s' % (
                 error or 'backup %s passed the drill' % backup_id, failure), **result)

@@ -21,6 +21,7 @@ from ansible.module_utils import basic
 from ansible_collections.etcdops.etcd.plugins.module_utils import _backup, _snapshot
 from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt_stream import StreamStatus
 from ansible_collections.etcdops.etcd.plugins.module_utils._client import EtcdClientError
+from ansible_collections.etcdops.etcd.plugins.module_utils._signing import generate, read_secret_key, verify
 from ansible_collections.etcdops.etcd.plugins.module_utils._store import LocalStore, StoreError, etcd_location
 from ansible_collections.etcdops.etcd.plugins.module_utils._streams import age_decrypt, zstd_decompress
 from ansible_collections.etcdops.etcd.plugins.modules import etcd_backup
@@ -90,6 +91,21 @@ def identity():
     return ident, str(ident.to_public())
 
 
+def signing_key(tmp_path):
+    """The path of a signing key in tmp_path (made once), mode 0600."""
+    path = tmp_path / 'signing.key'
+    if not path.exists():
+        path.write_text(generate().text())
+        path.chmod(0o600)
+    return str(path)
+
+
+def trusted(tmp_path):
+    """{id: PublicKey} of the key signing_key made."""
+    key = read_secret_key(signing_key(tmp_path))
+    return {key.id: key.public}
+
+
 def run(monkeypatch, client, tmp_path, check=False, **args):
     bounded = []
 
@@ -109,6 +125,9 @@ def run(monkeypatch, client, tmp_path, check=False, **args):
         (resources / 'manifests').mkdir()
         (resources / 'manifests' / 'etcd.yaml').write_text('kind: Pod\n')
     base = dict(cluster_name='lab', store='local', directory=str(tmp_path / 'store'), resources_root=str(resources))
+    if not (args.get('recipients') or args.get('recipients_file')):
+        base['encryption'] = 'none'  # what a test without recipients says it means
+    base['signing_key'] = signing_key(tmp_path)
     base.update(args)
     if check:
         base['_ansible_check_mode'] = True
@@ -171,12 +190,48 @@ def test_resources_go_to_their_own_recipients(monkeypatch, tmp_path):
         b''.join(age_decrypt(chunks, [ident]))
 
 
-def test_without_recipients_warns_that_secrets_are_in_clear(monkeypatch, tmp_path, capsys):
-    warnings = []
-    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, text: warnings.append(text))
-    result = run(monkeypatch, FakeClient(), tmp_path).result
+def test_without_recipients_nothing_is_stored_unless_encryption_none_says_so(monkeypatch, tmp_path):
+    client = FakeClient()
+    done = run(monkeypatch, client, tmp_path, encryption='age')
+    assert done.failed and 'every Secret of the cluster' in done.result['msg'] and 'encryption=none' in done.result['msg']
+    assert 'age-keygen -y' in done.result['msg'] and client.asked == [] and listed(tmp_path) == []
+    # the resources need recipients as well: resources_recipients alone do not encrypt the snapshot
+    ident, public = identity()
+    done = run(monkeypatch, client, tmp_path, encryption='age', resources_recipients=[public])
+    assert done.failed and 'snapshot object' in done.result['msg']
+    done = run(monkeypatch, client, tmp_path, encryption='none', recipients=[public])
+    assert done.failed and 'encryption=none and age recipients given' in done.result['msg']
+    result = run(monkeypatch, FakeClient(), tmp_path, encryption='none').result
     assert result['encrypted'] is False and result['object_keys']['snapshot'].endswith('/snapshot.db.zst')
-    assert any('every Secret of the cluster' in w for w in warnings)
+
+
+def test_the_metadata_is_signed_and_the_signature_verifies_with_the_public_key(monkeypatch, tmp_path):
+    ident, public = identity()
+    result = run(monkeypatch, FakeClient(), tmp_path, recipients=[public]).result
+    store = LocalStore(str(tmp_path / 'store'))
+    location = etcd_location('lab')
+    data, signature = store.read_signed(location, result['backup_id'])
+    keys = trusted(tmp_path)
+    signer, comment = verify(keys, data, signature)
+    assert signer == result['signed_by'] and result['backup_id'] in comment
+    assert json.loads(data.decode())['objects'][0]['sha256'] == result['stored_sha256']
+    assert listed(tmp_path)[0]['signed'] is True
+    from ansible_collections.etcdops.etcd.plugins.module_utils._store import resources_location
+    data, signature = store.read_signed(resources_location('lab'), result['backup_id'])
+    assert verify(keys, data, signature)[0] == signer
+    assert 'SECRET' not in signature and open(signing_key(tmp_path)).read() not in json.dumps(result)
+
+
+def test_without_a_signing_key_nothing_is_stored_unless_signing_none_says_so(monkeypatch, tmp_path):
+    client = FakeClient()
+    done = run(monkeypatch, client, tmp_path, signing_key=str(tmp_path / 'missing.key'))
+    assert done.failed and done.result['error_kind'] == 'signing' and 'signing=none' in done.result['msg']
+    assert 'etcd_signing_key' in done.result['msg'] and client.asked == [] and listed(tmp_path) == []
+    os.chmod(signing_key(tmp_path), 0o644)
+    done = run(monkeypatch, client, tmp_path)
+    assert done.failed and 'chmod 600' in done.result['msg'] and client.asked == []
+    result = run(monkeypatch, FakeClient(), tmp_path, signing='none').result
+    assert result['signed_by'] is None and listed(tmp_path)[0]['signed'] is False
 
 
 def test_the_chosen_member_dies_and_the_next_one_serves(monkeypatch, tmp_path):

@@ -9,7 +9,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import json
 import os
+import shutil
 import stat
 
 import pytest
@@ -20,7 +22,8 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import snap
 from ansible_collections.etcdops.etcd.plugins.module_utils._store import LocalStore, etcd_location
 from ansible_collections.etcdops.etcd.plugins.modules import etcd_backup_fetch
 from ansible_collections.etcdops.etcd.tests.unit.plugins.modules.etcd_fakes import ModuleExit, capture_exit, module_args
-from ansible_collections.etcdops.etcd.tests.unit.plugins.modules.test_etcd_backup import FakeClient
+from ansible_collections.etcdops.etcd.plugins.module_utils._signing import generate
+from ansible_collections.etcdops.etcd.tests.unit.plugins.modules.test_etcd_backup import FakeClient, trusted
 from ansible_collections.etcdops.etcd.tests.unit.plugins.modules.test_etcd_backup import run as backup_run
 
 pyrage = pytest.importorskip('pyrage')
@@ -42,7 +45,8 @@ def taken(monkeypatch, tmp_path):
 
 def fetch(tmp_path, check=False, diff=False, **args):
     base = dict(cluster_name='lab', store='local', directory=str(tmp_path / 'store'),
-                identity_file=str(tmp_path / 'identity.txt'), path=str(tmp_path / 'restore' / 'snapshot.db'))
+                identity_file=str(tmp_path / 'identity.txt'), path=str(tmp_path / 'restore' / 'snapshot.db'),
+                trusted_keys=[key.line() for key in trusted(tmp_path).values()])
     base.update(args)
     base = dict((key, value) for key, value in base.items() if value is not None)
     if check:
@@ -124,16 +128,76 @@ def test_an_altered_object_fails_and_leaves_nothing(tmp_path, taken):
 
 
 def test_an_unencrypted_object_altered_fails_on_sha256(monkeypatch, tmp_path):
-    done = backup_run(monkeypatch, FakeClient(), tmp_path, resources=False)
+    done = backup_run(monkeypatch, FakeClient(), tmp_path, resources=False, signing='none')
     assert not done.failed, done.result
     store = LocalStore(str(tmp_path / 'store'))
     document = store.read_metadata(etcd_location('lab'), done.result['backup_id'])
     document['snapshot']['sha256'] = '0' * 64
     store.write_metadata(etcd_location('lab'), done.result['backup_id'], document)
     (tmp_path / 'restore').mkdir(mode=0o700)
-    failed = fetch(tmp_path, identity_file=None)
+    failed = fetch(tmp_path, identity_file=None, accept_unsigned=True)
     assert failed.failed and failed.result['error_kind'] == 'sha256', failed.result['msg']
     assert os.listdir(str(tmp_path / 'restore')) == []
+
+
+def test_metadata_rewritten_in_the_store_is_refused_before_a_byte_is_used(monkeypatch, tmp_path):
+    # whoever can write to the store swaps the snapshot and its digests: the signature no longer matches
+    done = backup_run(monkeypatch, FakeClient(), tmp_path, resources=False, encryption='none')
+    store = LocalStore(str(tmp_path / 'store'))
+    document = store.read_metadata(etcd_location('lab'), done.result['backup_id'])
+    document['snapshot']['sha256'] = '0' * 64
+    store._put(etcd_location('lab').key(done.result['backup_id'], 'metadata.json'),
+               iter([json.dumps(document).encode()]), metadata=True)
+    for accept in (False, True):
+        failed = fetch(tmp_path, identity_file=None, backup_id=done.result['backup_id'], accept_unsigned=accept)
+        assert failed.failed and failed.result['error_kind'] == 'bad_signature', failed.result['msg']
+        assert 'altered after it was signed' in failed.result['msg'] and not (tmp_path / 'restore').exists()
+    # latest passes over it, and there is nothing else
+    failed = fetch(tmp_path, identity_file=None)
+    assert failed.failed and failed.result['error_kind'] == 'no_backup' and 'passed over' in failed.result['msg']
+
+
+def forge_newer(tmp_path, source_id, signed=False):
+    """A newer backup planted in the store: the objects of source_id copied under a newer id, its metadata claiming
+    that id, unsigned (or with the source's signature, which covers the old id)."""
+    base = tmp_path / 'store' / 'lab' / 'backups' / 'etcd' / 'main'
+    newer = '2099-01-01T00-00-00Z-f0f0'
+    shutil.copytree(str(base / source_id), str(base / newer))
+    document = json.loads((base / newer / 'metadata.json').read_text())
+    if not signed:
+        document['backup_id'] = newer
+        (base / newer / 'metadata.json').write_text(json.dumps(document))
+        (base / newer / 'metadata.json.minisig').unlink()
+    return newer
+
+
+@pytest.mark.parametrize('signed', [False, True])
+def test_latest_passes_over_a_forged_newer_backup(tmp_path, taken, signed, exit_capture):
+    newer = forge_newer(tmp_path, taken['backup_id'], signed=signed)
+    done = fetch(tmp_path)
+    assert not done.failed, done.result['msg']
+    assert done.result['backup_id'] == taken['backup_id'] and done.result['signed_by']
+    assert [s['backup_id'] for s in done.result['skipped']] == [newer]
+    assert any(newer in w for w in exit_capture)
+    named = fetch(tmp_path, backup_id=newer, path=str(tmp_path / 'other' / 'snapshot.db'))
+    assert named.failed and named.result['error_kind'] == ('mismatch' if signed else 'unsigned'), named.result['msg']
+    assert not (tmp_path / 'other').exists()
+
+
+def test_unsigned_and_unknown_signers_need_accept_unsigned(monkeypatch, tmp_path, exit_capture):
+    done = backup_run(monkeypatch, FakeClient(), tmp_path, resources=False, signing='none')
+    assert not done.failed, done.result
+    refused = fetch(tmp_path, identity_file=None, backup_id=done.result['backup_id'])
+    assert refused.failed and refused.result['error_kind'] == 'unsigned' and 'accept_unsigned' in refused.result['msg']
+    accepted = fetch(tmp_path, identity_file=None, backup_id=done.result['backup_id'], accept_unsigned=True)
+    assert not accepted.failed and accepted.result['signed_by'] is None
+    assert any('not signed' in w for w in exit_capture)
+    # signed with a key the restore does not trust
+    other = generate()
+    refused = fetch(tmp_path, identity_file=None, trusted_keys=[other.public.line()], path=str(tmp_path / 'x.db'))
+    assert refused.failed and refused.result['error_kind'] == 'no_backup'
+    none = fetch(tmp_path, identity_file=None, trusted_keys=[], path=str(tmp_path / 'y.db'))
+    assert none.failed and none.result['error_kind'] == 'unsigned' and 'trusted_keys' in none.result['msg']
 
 
 def test_a_missing_backup_is_a_clear_error(tmp_path, taken):
