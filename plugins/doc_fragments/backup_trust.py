@@ -12,7 +12,7 @@ options:
   trusted_keys:
     description:
       - minisign public keys (the content of a C(.pub) file, or its base64 line) whose signatures make a backup
-        trusted: the keys of M(etcdops.etcd.etcd_backup)'s O(etcdops.etcd.etcd_backup#module:signing_key).
+        trusted, that is the keys of M(etcdops.etcd.etcd_backup)'s O(etcdops.etcd.etcd_backup#module:signing_key).
       - A backup's metadata (which holds the sha256 of each of its objects) is checked against its signature before
         a byte of the backup is used, and every digest checked later comes from those verified bytes. A backup that
         is not signed, signed by another key, altered after signing or signed for another place in the store is

@@ -53,8 +53,8 @@ options:
     description:
       - age X25519 public keys (V(age1...)) the snapshot is encrypted to; each may also be several lines in the
         format of C(age -R) files. C(age -d -i identity) with any matching identity decrypts the object.
-      - One of O(recipients) and O(recipients_file) is required unless O(encryption=none): the snapshot holds every
-        Secret of the cluster.
+      - One of O(recipients) and O(recipients_file) is required unless O(encryption=none), since the snapshot holds
+        every Secret of the cluster.
     type: list
     elements: str
     default: []
@@ -65,7 +65,7 @@ options:
   encryption:
     description:
       - V(age) encrypts the snapshot and the resources with age and fails, before anything is stored, when no
-        recipient is given. V(none) stores both unencrypted: only for a store that nobody but the cluster's
+        recipient is given. V(none) stores both unencrypted, only for a store that nobody but the cluster's
         administrators can read.
     type: str
     choices: [age, none]
