@@ -53,17 +53,11 @@ import time
 
 from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt import (
     BboltError, Meta, BRANCH, BUCKET_LEAF_FLAG, ELEMENT_SIZE, FALLBACK_PAGE_SIZE, FREELIST, LEAF, MAX_PROBLEMS,
-    NO_FREELIST, PAGE_HEADER_SIZE)
+    NO_FREELIST, PAGE_HEADER_SIZE, _BRANCH_ELEMENT, _BUCKET_HEADER, _LEAF_ELEMENT, _META, _PAGE_HEADER, _U64)
 from ansible_collections.etcdops.etcd.plugins.module_utils._etcd_proto import read_varint
 from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import (
     TOMBSTONE_KEY_SIZE, SnapshotError, crc32c_combine, crc32c_update, kv_key_or_none, semver, total_key)
 
-_PAGE_HEADER = struct.Struct('<QHHI')
-_META_SIZE = struct.calcsize('<IIIIQQQQQQ')
-_LEAF_ELEMENT = struct.Struct('<IIII')
-_BRANCH_ELEMENT = struct.Struct('<IIQ')
-_BUCKET_HEADER = struct.Struct('<QQ')
-_U64 = struct.Struct('<Q')
 _U16 = struct.Struct('<H')
 _REVISION = struct.Struct('>q')
 
@@ -443,7 +437,7 @@ class StreamStatus(object):
     def _read_meta(self, final):
         """Choose the meta page once the head holds both (as BboltFile._read_meta); False while it needs more."""
         head = self._head
-        if len(head) < PAGE_HEADER_SIZE + _META_SIZE:
+        if len(head) < PAGE_HEADER_SIZE + _META.size:
             if final:
                 raise BboltError('is not a bbolt database: %d bytes is too small' % len(head))
             return False
@@ -451,9 +445,9 @@ class StreamStatus(object):
         page_size = first.page_size if first.problem() is None else FALLBACK_PAGE_SIZE
         candidates = [first]
         if 0 < page_size <= MAX_PAGE_SIZE:
-            if len(head) < page_size + PAGE_HEADER_SIZE + _META_SIZE and not final:
+            if len(head) < page_size + PAGE_HEADER_SIZE + _META.size and not final:
                 return False
-            if len(head) >= page_size + PAGE_HEADER_SIZE + _META_SIZE:
+            if len(head) >= page_size + PAGE_HEADER_SIZE + _META.size:
                 candidates.append(Meta(head, page_size + PAGE_HEADER_SIZE))
         candidates.sort(key=lambda meta: meta.txid, reverse=True)
         for meta in candidates:
@@ -530,7 +524,7 @@ class StreamStatus(object):
                     self._offset = 0
                     self._pages(memoryview(head))
             size = self._offset
-            if size < 2 * PAGE_HEADER_SIZE + _META_SIZE:
+            if size < 2 * PAGE_HEADER_SIZE + _META.size:
                 raise BboltError('is not a bbolt database: %d bytes is too small' % size)
             if self.high_water * self.page_size > size:
                 raise BboltError('is truncated: the database needs %d bytes, the stream had %d' % (
