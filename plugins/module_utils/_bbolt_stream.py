@@ -658,9 +658,9 @@ class _Resolve(IntegrityCheck):
         """A nested bucket and the buckets nested in it, for the check only (a stack, each deeper than the last)."""
         buckets = [iter([(name, value, depth)])]
         while buckets:
-            for name, value, depth in buckets[-1]:
+            for bucket_name, bucket_value, bucket_depth in buckets[-1]:
                 buckets.append((sub_name, sub_value, leaf_depth) for leaf, leaf_depth in self._elements(
-                    value, name, depth) for sub_name, sub_value in leaf.buckets or ())
+                    bucket_value, bucket_name, bucket_depth) for sub_name, sub_value in leaf.buckets or ())
                 break
             else:
                 buckets.pop()

@@ -11,7 +11,6 @@ __metaclass__ = type
 import os
 import random
 import struct
-import time
 import tracemalloc
 
 import pytest
