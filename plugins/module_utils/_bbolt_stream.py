@@ -513,10 +513,13 @@ class StreamStatus(object):
         self._scan = scan
         reading = self._reading
         if reading:
-            done = [page for page in reading if page.feed(view, offset)]
-            for page in done:
-                reading.remove(page)
-                self.pages.put(page.pgid, page.summary() + ((page.end - page.start) // size - 1,))
+            going = []  # (not reading.remove() for each page done: quadratic in the pages of a chunk)
+            for page in reading:
+                if page.feed(view, offset):
+                    self.pages.put(page.pgid, page.summary() + ((page.end - page.start) // size - 1,))
+                else:
+                    going.append(page)
+            self._reading = going
         self._offset = end
 
     def _start(self, header, start):
