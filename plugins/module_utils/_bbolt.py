@@ -372,7 +372,7 @@ class _Walker(IntegrityCheck):
         if flags != LEAF:
             raise BboltError('%s: inline bucket %r: page flags 0x%x, leaf expected' % (self.bolt.path, bytes(name),
                                                                                        flags))
-        return ((key, sub_value, sub_flags, depth + 1) for key, sub_value, sub_flags in self._leaf_elements(
+        return ((bytes(key), sub_value, sub_flags, depth + 1) for key, sub_value, sub_flags in self._leaf_elements(
             page, count, 'inline bucket %r' % bytes(name)))
 
     def _nested(self, value, name, depth):
@@ -391,11 +391,12 @@ class _Walker(IntegrityCheck):
         order; pages are marked as reached."""
         last = None
         for elements, level in tree_pages(root, lambda pgid, stack: self._page(pgid, stack, depth + len(stack))):
+            level += depth
             for key, value, flags in elements:
                 if self.check and last is not None and key <= last:
                     self.problem('page %d tree: key %r after %r: keys out of order' % (root, key[:64], last[:64]))
                 last = key
-                yield key, value, flags, depth + level
+                yield key, value, flags, level
 
     def _page(self, pgid, stack, depth):
         """('branch', child ids) or ('leaf', its elements) of page pgid, None when it was reached already."""
@@ -430,8 +431,8 @@ class _Walker(IntegrityCheck):
                           for index in range(count)]
 
     def _leaf_elements(self, buf, count, where):
-        """(key, value, flags) of a leaf page's elements; their keys and values must follow one another after the
-        elements, as bbolt writes them (node.write): then what is yielded is at most the page, whatever it says."""
+        """(key, value, flags) of a leaf page's elements (slices of buf); their keys and values must follow one another
+        after the elements, as bbolt writes them (node.write): then what is yielded is at most the page."""
         unpack = _LEAF_ELEMENT.unpack_from
         end = len(buf)
         element = PAGE_HEADER_SIZE
@@ -448,5 +449,5 @@ class _Walker(IntegrityCheck):
                 raise BboltError('%s: %s: element %d overlaps the elements or the values before it' % (
                     self.bolt.path, where, index))
             free = value_end
-            yield bytes(buf[key_start:key_start + ksize]), buf[key_start + ksize:value_end], flags
+            yield buf[key_start:key_start + ksize], buf[key_start + ksize:value_end], flags
             element += ELEMENT_SIZE
