@@ -49,6 +49,11 @@ NO_FREELIST = 0xFFFFFFFFFFFFFFFF
 FALLBACK_PAGE_SIZE = 4096
 # How many integrity problems are listed before the rest are only counted.
 MAX_PROBLEMS = 20
+# The most pages (branch, leaf, inline bucket) on a path from the meta page. bbolt keeps at least 2 children in
+# a branch page but the root's (node.rebalance merges the others), so a tree of N pages is at most log2(N) + 1
+# deep: 22 for 8 GiB of 4 KiB pages, 33 for 2^32 pages; etcd's trees are the root bucket's (1 or 2 levels) and a
+# bucket's below it. Nested buckets (etcd has none) add their trees' levels.
+MAX_DEPTH = 64
 
 _PAGE_HEADER = struct.Struct('<QHHI')
 _META = struct.Struct('<IIIIQQQQQQ')
@@ -196,51 +201,124 @@ class BboltFile(object):
         """
         walker = _Walker(self, check)
         walker.run(visit_bucket, visit_item)
-        if walker.problems:
-            listed = walker.problems[:MAX_PROBLEMS]
-            more = len(walker.problems) - len(listed)
-            raise BboltError('%s: integrity check failed, %d error(s): %s%s' % (
-                self.path, len(walker.problems), '; '.join(listed), ' (and %d more)' % more if more else ''))
+        if walker.failure():
+            raise BboltError('%s: %s' % (self.path, walker.failure()))
 
 
-class _Walker(object):
-    """One pass over the tree: yields buckets and items, marks pages, collects integrity problems."""
+def tree_pages(root, read):
+    """What read(pgid, stack) gives of each leaf of the B+tree rooted at page root, in key order, without recursion:
+    yields (what, len(stack)) of each ('leaf', what) read gives; ('branch', child ids) is walked into; None is a
+    page not to walk into. stack: the branch pages above (read bounds the depth)."""
+    stack = []
+    todo = [[root]]  # at each level, the child ids left (the next last)
+    while todo:
+        if not todo[-1]:
+            todo.pop()
+            if stack:
+                stack.pop()
+            continue
+        pgid = todo[-1].pop()
+        page = read(pgid, stack)
+        if page is not None and page[0] == 'branch':
+            stack.append(pgid)
+            todo.append(page[1][::-1])
+        elif page is not None:
+            yield page[1], len(stack)
 
-    def __init__(self, bolt, check):
-        self.bolt = bolt
-        self.page_size = bolt.page_size
-        self.high_water = bolt.high_water
-        self.check = check
-        self.problems = []
-        self.reachable = bytearray(self.high_water) if check else None
-        self.freed = bytearray(self.high_water) if check else None
+
+class IntegrityCheck(object):
+    """What tx.Check() keeps over a walk of the trees: pages reached, pages freed, the problems found. Both walks
+    (this file's and _bbolt_stream's) mark each page reached once: a page reached again, through a cycle or a second
+    reference, is a problem and is not walked into again, so no file makes a walk loop or repeat itself."""
+
+    def __init__(self, high_water, freed):
+        self.high_water = high_water
+        self.problems = []  # the first MAX_PROBLEMS
+        self.count = 0      # and how many in all
+        self.reachable = bytearray(high_water)
+        self.freed = bytearray(high_water) if freed else None
+        self.freelist = None  # (pgid, overflow) of the freelist, marked reachable once the trees are walked
+        for pgid in (0, 1):
+            if pgid < high_water:
+                self.reachable[pgid] = 1
 
     def problem(self, text):
-        self.problems.append(text)
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(text)
+        self.count += 1
+
+    def failure(self):
+        """The integrity check's message, or None."""
+        if not self.count:
+            return None
+        more = self.count - len(self.problems)
+        return 'integrity check failed, %d error(s): %s%s' % (
+            self.count, '; '.join(self.problems), ' (and %d more)' % more if more else '')
+
+    def reach(self, pgid, overflow, stack):
+        """Mark pages pgid to pgid + overflow reachable; False (a problem) when one of them is already: then only
+        those before it are marked, so that no page is marked, or looked at here, twice over the walk."""
+        end = pgid + overflow + 1
+        hit = self.reachable.find(1, pgid, end)
+        stop = end if hit < 0 else hit
+        self.reachable[pgid:stop] = b'\x01' * (stop - pgid)
+        if hit >= 0:
+            self.problem('page %d: multiple references (stack: %s)%s' % (
+                hit, stack + [pgid], ', a cycle' if hit in stack else ''))
+        return hit < 0
+
+    def free(self, pgid, overflow, ids):
+        """The freelist page pgid (and overflow) lists ids."""
+        self.freelist = (pgid, overflow)
+        high_water, freed = self.high_water, self.freed
+        for pgid in ids:
+            if pgid >= high_water:
+                self.problem('page %d: freed page out of bounds (high water mark %d)' % (pgid, high_water))
+            elif freed[pgid]:
+                self.problem('page %d: already freed' % pgid)
+            else:
+                freed[pgid] = 1
+
+    def unreachable(self):
+        """Once the trees are walked: the freelist's pages are reached, every other page is reached or free."""
+        if self.freelist is not None:
+            self.reach(self.freelist[0], self.freelist[1], ['freelist'])
+        if self.freed is None:
+            return
+        reachable, freed = self.reachable, self.freed
+        for pgid in range(self.high_water):
+            if not reachable[pgid] and not freed[pgid]:
+                self.problem('page %d: unreachable unfreed' % pgid)
+
+
+class _Walker(IntegrityCheck):
+    """One pass over the trees: yields buckets and items, marks pages, collects integrity problems. Iterative: no
+    path from the meta page is more than MAX_DEPTH pages and inline buckets long."""
+
+    def __init__(self, bolt, check):
+        # reachable is kept without the check too: it is what makes each page read once
+        super(_Walker, self).__init__(bolt.high_water, freed=check)
+        self.bolt = bolt
+        self.page_size = bolt.page_size
+        self.check = check
 
     def run(self, visit_bucket, visit_item):
         meta = self.bolt.meta
         if self.check:
             self._load_freelist(meta)
-            for pgid in (0, 1):
-                if pgid < self.high_water:
-                    self.reachable[pgid] = 1
-        if meta.root == 0:
-            return  # an empty root cannot be inline at the top level
-        for name, value, flags in self._tree(meta.root):
-            if not flags & BUCKET_LEAF_FLAG:
-                raise BboltError('%s: top-level key %r is not a bucket' % (self.bolt.path, bytes(name)))
-            visit_bucket(name)
-            for key, sub_value, sub_flags in self._bucket(value, name):
-                if sub_flags & BUCKET_LEAF_FLAG:
-                    visit_item(key, None)
-                    # Nested buckets are walked for the integrity check only: etcd has none.
-                    for dummy in self._bucket_all(sub_value, key):
-                        pass
-                else:
-                    visit_item(key, sub_value)
+        if meta.root != 0:  # an empty root cannot be inline at the top level
+            for name, value, flags, depth in self._tree(meta.root, 1):
+                if not flags & BUCKET_LEAF_FLAG:
+                    raise BboltError('%s: top-level key %r is not a bucket' % (self.bolt.path, bytes(name)))
+                visit_bucket(name)
+                for key, sub_value, sub_flags, sub_depth in self._bucket(value, name, depth):
+                    if sub_flags & BUCKET_LEAF_FLAG:
+                        visit_item(key, None)
+                        self._nested(sub_value, key, sub_depth)  # for the integrity check only: etcd has none
+                    else:
+                        visit_item(key, sub_value)
         if self.check:
-            self._unreachable(meta)
+            self.unreachable()
 
     def _load_freelist(self, meta):
         if meta.freelist == NO_FREELIST:
@@ -253,6 +331,10 @@ class _Walker(object):
             return
         if flags != FREELIST:
             self.problem('page %d: invalid type: freelist expected, flags 0x%x' % (meta.freelist, flags))
+            return
+        if meta.freelist + overflow >= self.high_water:
+            self.problem('page %d: freelist overflow of %d pages goes past the high water mark %d' % (
+                meta.freelist, overflow, self.high_water))
             return
         try:
             data = self.bolt.read(meta.freelist * self.page_size, (1 + overflow) * self.page_size)
@@ -267,107 +349,105 @@ class _Walker(object):
         if end > len(data):
             self.problem('page %d: freelist of %d ids overflows its pages' % (meta.freelist, count))
             return
-        for index in range(overflow + 1):
-            if meta.freelist + index < self.high_water:
-                self.reachable[meta.freelist + index] = 1
-        for (pgid,) in struct.iter_unpack('<Q', data[start:end]):
-            if pgid >= self.high_water:
-                self.problem('page %d: freed page out of bounds (high water mark %d)' % (pgid, self.high_water))
-            elif self.freed[pgid]:
-                self.problem('page %d: already freed' % pgid)
-            else:
-                self.freed[pgid] = 1
-
-    def _unreachable(self, meta):
-        if self.freed is None:
-            return
-        reachable, freed = self.reachable, self.freed
-        for pgid in range(self.high_water):
-            if not reachable[pgid] and not freed[pgid]:
-                self.problem('page %d: unreachable unfreed' % pgid)
+        self.free(meta.freelist, overflow, (pgid for (pgid,) in struct.iter_unpack('<Q', data[start:end])))
 
     # -- trees ----------------------------------------------------------------------------------------
 
-    def _bucket(self, value, name):
-        """The elements of a bucket whose header (and inline page) is value."""
+    def _bucket(self, value, name, depth):
+        """(key, value, flags, depth) of the elements of a bucket whose header (and inline page) is value, held
+        by a page at depth."""
         if len(value) < _BUCKET_HEADER.size:
             raise BboltError('%s: bucket %r has a header of %d bytes' % (self.bolt.path, bytes(name), len(value)))
         root = _BUCKET_HEADER.unpack_from(value, 0)[0]
-        if root == 0:
-            return self._inline(value, name)
-        return self._tree(root)
-
-    def _bucket_all(self, value, name):
-        for key, sub_value, flags in self._bucket(value, name):
-            yield key, sub_value, flags
-            if flags & BUCKET_LEAF_FLAG:
-                yield from self._bucket_all(sub_value, key)
-
-    def _inline(self, value, name):
-        """Elements of an inline bucket: a leaf page stored in the bucket's value after its header."""
-        page = bytes(value[_BUCKET_HEADER.size:])
+        if root != 0:
+            return self._tree(root, depth + 1)
+        if depth + 1 > MAX_DEPTH:
+            raise BboltError('%s: inline bucket %r: more than %d levels of pages and nested buckets' % (
+                self.bolt.path, bytes(name), MAX_DEPTH))
+        # an inline bucket: a leaf page in the bucket's value after its header (a view: nested ones are not copied)
+        page = memoryview(value)[_BUCKET_HEADER.size:]
         if len(page) < PAGE_HEADER_SIZE:
             raise BboltError('%s: inline bucket %r is cut short' % (self.bolt.path, bytes(name)))
         dummy, flags, count, dummy = _PAGE_HEADER.unpack_from(page, 0)
         if flags != LEAF:
             raise BboltError('%s: inline bucket %r: page flags 0x%x, leaf expected' % (self.bolt.path, bytes(name),
                                                                                        flags))
-        return self._leaf_elements(page, 0, count, len(page), 'inline bucket %r' % bytes(name))
+        return ((bytes(key), sub_value, sub_flags, depth + 1) for key, sub_value, sub_flags in self._leaf_elements(
+            page, count, 'inline bucket %r' % bytes(name)))
 
-    def _tree(self, root):
-        """Leaf elements of the B+tree rooted at page root, in key order; pages are marked as reached."""
+    def _nested(self, value, name, depth):
+        """Walk a nested bucket and the buckets nested in it (a stack of buckets, each deeper than the last)."""
+        buckets = [self._bucket(value, name, depth)]
+        while buckets:
+            for key, sub_value, flags, sub_depth in buckets[-1]:
+                if flags & BUCKET_LEAF_FLAG:
+                    buckets.append(self._bucket(sub_value, key, sub_depth))
+                    break
+            else:
+                buckets.pop()
+
+    def _tree(self, root, depth):
+        """(key, value, flags, depth) of the leaf elements of the B+tree rooted at page root (at depth), in key
+        order; pages are marked as reached."""
         last = None
-        for key, value, flags in self._pages(root, []):
-            if self.check and last is not None and key <= last:
-                self.problem('page %d tree: key %r after %r: keys out of order' % (
-                    root, bytes(key)[:64], bytes(last)[:64]))
-            last = key
-            yield key, value, flags
+        for elements, level in tree_pages(root, lambda pgid, stack: self._page(pgid, stack, depth + len(stack))):
+            level += depth
+            for key, value, flags in elements:
+                if self.check and last is not None and key <= last:
+                    self.problem('page %d tree: key %r after %r: keys out of order' % (root, key[:64], last[:64]))
+                last = key
+                yield key, value, flags, level
 
-    def _pages(self, pgid, stack):
+    def _page(self, pgid, stack, depth):
+        """('branch', child ids) or ('leaf', its elements) of page pgid, None when it was reached already."""
         bolt = self.bolt
         if pgid >= self.high_water or pgid < 2:
             raise BboltError('%s: page %d: out of bounds (high water mark %d, stack %s)' % (
                 bolt.path, pgid, self.high_water, stack))
+        if depth > MAX_DEPTH:
+            raise BboltError('%s: page %d: more than %d levels of pages and nested buckets (stack %s)' % (
+                bolt.path, pgid, MAX_DEPTH, stack))
+        if self.reachable[pgid]:  # checked before it is read: a page is read once however often it is referred to
+            self.reach(pgid, 0, stack)
+            return None
         (page_id, flags, count, overflow), data = bolt.page(pgid)
         if page_id != pgid:
             raise BboltError('%s: page %d: its header says page %d (stack %s)' % (bolt.path, pgid, page_id, stack))
         if pgid + overflow >= self.high_water:
             raise BboltError('%s: page %d: overflow of %d pages goes past the high water mark %d' % (
                 bolt.path, pgid, overflow, self.high_water))
-        if self.check:
-            for index in range(overflow + 1):
-                if self.reachable[pgid + index]:
-                    self.problem('page %d: multiple references (stack: %s)' % (pgid + index, stack + [pgid]))
-                self.reachable[pgid + index] = 1
-            if self.freed is not None and self.freed[pgid]:
-                self.problem('page %d: reachable freed' % pgid)
+        if flags not in (LEAF, BRANCH):
+            raise BboltError('%s: page %d: invalid type: flags 0x%x where a branch or leaf page belongs (stack %s)' % (
+                bolt.path, pgid, flags, stack))
+        if not self.reach(pgid, overflow, stack):
+            return None
+        if self.freed is not None and self.freed[pgid]:
+            self.problem('page %d: reachable freed' % pgid)
         if flags == LEAF:
-            return self._leaf_elements(data, 0, count, len(data), 'page %d' % pgid)
-        if flags == BRANCH:
-            return self._branch(data, count, stack + [pgid])
-        raise BboltError('%s: page %d: invalid type: flags 0x%x where a branch or leaf page belongs (stack %s)' % (
-            bolt.path, pgid, flags, stack))
-
-    def _branch(self, data, count, stack):
+            return 'leaf', self._leaf_elements(data, count, 'page %d' % pgid)
         if PAGE_HEADER_SIZE + count * ELEMENT_SIZE > len(data):
-            raise BboltError('%s: page %d: %d elements do not fit in the page' % (self.bolt.path, stack[-1], count))
-        children = [_BRANCH_ELEMENT.unpack_from(data, PAGE_HEADER_SIZE + index * ELEMENT_SIZE)[2]
-                    for index in range(count)]
-        del data  # only the child ids are needed while the children are walked
-        for child in children:
-            yield from self._pages(child, stack)
+            raise BboltError('%s: page %d: %d elements do not fit in the page' % (bolt.path, pgid, count))
+        return 'branch', [_BRANCH_ELEMENT.unpack_from(data, PAGE_HEADER_SIZE + index * ELEMENT_SIZE)[2]
+                          for index in range(count)]
 
-    def _leaf_elements(self, buf, start, count, end, where):
+    def _leaf_elements(self, buf, count, where):
+        """(key, value, flags) of a leaf page's elements (slices of buf); their keys and values must follow one another
+        after the elements, as bbolt writes them (node.write): then what is yielded is at most the page."""
         unpack = _LEAF_ELEMENT.unpack_from
-        element = start + PAGE_HEADER_SIZE
-        if element + count * ELEMENT_SIZE > end:
+        end = len(buf)
+        element = PAGE_HEADER_SIZE
+        free = element + count * ELEMENT_SIZE  # where the next key may start
+        if free > end:
             raise BboltError('%s: %s: %d elements do not fit in the page' % (self.bolt.path, where, count))
-        for dummy in range(count):
+        for index in range(count):
             flags, pos, ksize, vsize = unpack(buf, element)
             key_start = element + pos
             value_end = key_start + ksize + vsize
             if value_end > end:
                 raise BboltError('%s: %s: an element points past the end of its page' % (self.bolt.path, where))
+            if key_start < free:
+                raise BboltError('%s: %s: element %d overlaps the elements or the values before it' % (
+                    self.bolt.path, where, index))
+            free = value_end
             yield buf[key_start:key_start + ksize], buf[key_start + ksize:value_end], flags
             element += ELEMENT_SIZE

@@ -15,8 +15,9 @@ status needs, in the order of the file:
 * meta pages 0 and 1 first (chosen as bbolt's ``db.meta()`` does: the page size, the root, the freelist page, the
   high-water mark);
 * at every page boundary below the high-water mark, a header that names its own page id (``id == pgid``) and a
-  branch, leaf or freelist type starts the reading of that page (as many pages at once as overlap: the stale
-  copy of a freed page can cover a live one);
+  branch, leaf or freelist type starts the reading of that page (several at once where they overlap: the stale
+  copy of a freed page can cover a live one; at most MAX_COVER over any byte, so that time and memory stay
+  linear in the stream's size whatever the headers say);
 * a branch page: its child ids. A freelist page: its free ids. A leaf page: a summary (``_Leaf``): the crc32c of
   what the status hashes of it (each element's key and value, the key alone for a sub-bucket) and that length,
   its count, its first and last key, its sub-buckets (name and header, with an inline page), for a leaf of the key
@@ -38,7 +39,8 @@ Differences from the file walk, on files etcd does not write: a page that the tr
 not name it is reported as "not a branch or leaf page" (the walk names the id it found); only the first pair of
 keys out of order in a leaf is listed; and a value of BIG bytes or more in the key bucket whose KeyValue does not
 start with its key (etcd always writes the key first) is "not an mvcc KeyValue", where the walk would look for the
-key further in.
+key further in; and a page whose span holds more than MAX_COVER - 1 other headers of pages of several pages is not
+read (the oldest reading is dropped: "not read as the stream passes").
 """
 
 from __future__ import absolute_import, division, print_function
@@ -52,18 +54,13 @@ import sys
 import time
 
 from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt import (
-    BboltError, Meta, BRANCH, BUCKET_LEAF_FLAG, ELEMENT_SIZE, FALLBACK_PAGE_SIZE, FREELIST, LEAF, MAX_PROBLEMS,
-    NO_FREELIST, PAGE_HEADER_SIZE)
+    BboltError, IntegrityCheck, Meta, BRANCH, BUCKET_LEAF_FLAG, ELEMENT_SIZE, FALLBACK_PAGE_SIZE, FREELIST, LEAF,
+    MAX_DEPTH, NO_FREELIST, PAGE_HEADER_SIZE, _BRANCH_ELEMENT, _BUCKET_HEADER, _LEAF_ELEMENT, _META, _PAGE_HEADER, _U64,
+    tree_pages)
 from ansible_collections.etcdops.etcd.plugins.module_utils._etcd_proto import read_varint
 from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import (
     TOMBSTONE_KEY_SIZE, SnapshotError, crc32c_combine, crc32c_update, kv_key_or_none, semver, total_key)
 
-_PAGE_HEADER = struct.Struct('<QHHI')
-_META_SIZE = struct.calcsize('<IIIIQQQQQQ')
-_LEAF_ELEMENT = struct.Struct('<IIII')
-_BRANCH_ELEMENT = struct.Struct('<IIQ')
-_BUCKET_HEADER = struct.Struct('<QQ')
-_U64 = struct.Struct('<Q')
 _U16 = struct.Struct('<H')
 _REVISION = struct.Struct('>q')
 
@@ -71,6 +68,11 @@ BIG = 64 * 1024              # values this large are hashed as they pass, never 
 HEAD = 64                    # bytes first kept of such a value: then as many as the KeyValue's key needs
 MAX_PAGE_SIZE = 1024 * 1024  # a meta page announcing more is refused (bbolt uses the OS page size: 4-64 KiB)
 MAX_HELD = 16 * 1024 * 1024  # a page whose elements would need more held than this is not summarized
+# The most pages read at once over a byte of the stream: a page header found where MAX_COVER multi-page readings
+# still go on makes the one that started first fail (its header is the oldest, most likely a stale freed page's:
+# bbolt rewrites a page's whole span when it writes it, so headers inside it came later). Each byte is then held
+# and fed at most MAX_COVER times, whatever the headers say: time and memory stay linear in the stream's size.
+MAX_COVER = 8
 LITTLE_ENDIAN = sys.byteorder == 'little'  # page ids read as native u64s (bbolt's are little-endian)
 META_KEYS = (b'storageVersion', b'scheduledCompactRev', b'finishedCompactRev')
 EVENT_SIZE = 17              # a live-key event: 1 byte (1: a deletion) + a 16-byte digest of the key
@@ -124,6 +126,7 @@ def summarize_leaf(headers, count, page_size, get, bigs):
     run_start = run_end = None   # contiguous plain elements are hashed in one call
     previous = None
     events = bytearray()
+    free = PAGE_HEADER_SIZE + count * ELEMENT_SIZE  # where the next key may start (as _bbolt reads leaves)
     for index in range(count):
         element = PAGE_HEADER_SIZE + index * ELEMENT_SIZE
         flags, pos, ksize, vsize = unpack(headers, element)
@@ -133,6 +136,10 @@ def summarize_leaf(headers, count, page_size, get, bigs):
         if value_end > page_size:
             leaf.problem = 'an element points past the end of its page'
             return leaf
+        if key_start < free:
+            leaf.problem = 'element %d overlaps the elements or the values before it' % index
+            return leaf
+        free = value_end
         key = bytes(get(key_start, value_start))
         big = bigs.get(index) if bigs else None
         bucket = flags & BUCKET_LEAF_FLAG
@@ -146,7 +153,7 @@ def summarize_leaf(headers, count, page_size, get, bigs):
             value = None
             if leaf.buckets is None:
                 leaf.buckets = []
-            leaf.buckets.append((key, bytes(get(value_start, value_end))))
+            leaf.buckets.append((key, get(value_start, value_end)))  # a view (copied for a page of the stream)
         elif big is not None:
             crc = crc32c_combine(crc32c_update(crc, key), big[0], vsize)
             length += ksize + vsize
@@ -190,7 +197,7 @@ def summarize_leaf(headers, count, page_size, get, bigs):
 
 
 def summarize_inline(page):
-    """A _Leaf of an inline bucket's page (bytes after the bucket header), or BboltError."""
+    """A _Leaf of an inline bucket's page (a view of the bytes after the bucket header), or BboltError."""
     if len(page) < PAGE_HEADER_SIZE:
         raise BboltError('is cut short')
     dummy, flags, count, dummy = _PAGE_HEADER.unpack_from(page, 0)
@@ -198,8 +205,7 @@ def summarize_inline(page):
         raise BboltError('page flags 0x%x, leaf expected' % flags)
     if PAGE_HEADER_SIZE + count * ELEMENT_SIZE > len(page):
         raise BboltError('%d elements do not fit in the page' % count)
-    view = memoryview(page)
-    return summarize_leaf(page, count, len(page), lambda start, stop: view[start:stop], None)
+    return summarize_leaf(page, count, len(page), lambda start, stop: page[start:stop], None)
 
 
 class _Reading(object):
@@ -208,7 +214,7 @@ class _Reading(object):
     __slots__ = ('pgid', 'flags', 'count', 'start', 'end', 'at', 'held', 'headers_end', 'bigs', 'big_at', 'cut',
                  'failed')
 
-    def __init__(self, pgid, header, start, size):
+    def __init__(self, pgid, header, start, size, held_max):
         self.pgid = pgid
         dummy, self.flags, self.count, dummy = _PAGE_HEADER.unpack(header)
         self.start = start
@@ -226,26 +232,24 @@ class _Reading(object):
         else:
             self.headers_end = None
             self.bigs = []
-            # a freelist is held whole (8 bytes per free page, as its ids are kept anyway)
-            if size > MAX_HELD and self.flags != FREELIST:
+            # held whole: a branch up to MAX_HELD, a freelist up to 8 bytes a page (its ids are kept anyway)
+            if size > held_max:
                 self.failed = 'a page of %d bytes cannot be read as it streams' % size
 
     def _layout(self):
         """Once the element headers are in: which values are hashed as they pass. bbolt writes the elements one
-        after the other (node.write); when they overlap or leave the page, the page is held whole (up to
+        after the other (node.write); when they do not or leave the page, the page is held whole (up to
         MAX_HELD) and summarize_leaf reports it."""
         unpack = _LEAF_ELEMENT.unpack_from
         size = self.end - self.start
-        spans = []
+        bigs = []
+        last_end = self.headers_end
         for index in range(self.count):
             element = PAGE_HEADER_SIZE + index * ELEMENT_SIZE
             flags, pos, ksize, vsize = unpack(self.held, element)
-            key_start = element + pos
-            spans.append((key_start, key_start + ksize, key_start + ksize + vsize, index, flags))
-        bigs = []
-        last_end = self.headers_end
-        for key_start, value_start, value_end, index, flags in sorted(spans):
-            if key_start < last_end or value_end > size:
+            value_start = element + pos + ksize
+            value_end = value_start + vsize
+            if element + pos < last_end or value_end > size:
                 bigs = []
                 break
             last_end = value_end
@@ -308,7 +312,10 @@ class _Reading(object):
         data = self.held
         if self.flags == LEAF:
             bigs = dict((big[2], (big[3], bytes(big[4]))) for big in self.bigs)
-            return ('leaf', summarize_leaf(data, self.count, size, self.get, bigs))
+            leaf = summarize_leaf(data, self.count, size, self.get, bigs)
+            if leaf.buckets:  # not views of the page's bytes: they are dropped
+                leaf.buckets = [(name, bytes(value)) for name, value in leaf.buckets]
+            return ('leaf', leaf)
         if self.flags == BRANCH:
             if PAGE_HEADER_SIZE + self.count * ELEMENT_SIZE > size:
                 return ('bad', '%d elements do not fit in the page' % self.count)
@@ -399,6 +406,7 @@ class StreamStatus(object):
         self._scan = None         # stream offset of the next page boundary to look at
         self._carry = None        # the first bytes of a page header cut by the chunk's end
         self._reading = []        # pages being read
+        self._outer = []          # those of more than one page, the oldest first (see MAX_COVER)
         self.pages = None         # _Pages, once the meta page is known
         self._status = None
         self.walk_seconds = 0.0   # the walk over the summaries at the end
@@ -443,7 +451,7 @@ class StreamStatus(object):
     def _read_meta(self, final):
         """Choose the meta page once the head holds both (as BboltFile._read_meta); False while it needs more."""
         head = self._head
-        if len(head) < PAGE_HEADER_SIZE + _META_SIZE:
+        if len(head) < PAGE_HEADER_SIZE + _META.size:
             if final:
                 raise BboltError('is not a bbolt database: %d bytes is too small' % len(head))
             return False
@@ -451,9 +459,9 @@ class StreamStatus(object):
         page_size = first.page_size if first.problem() is None else FALLBACK_PAGE_SIZE
         candidates = [first]
         if 0 < page_size <= MAX_PAGE_SIZE:
-            if len(head) < page_size + PAGE_HEADER_SIZE + _META_SIZE and not final:
+            if len(head) < page_size + PAGE_HEADER_SIZE + _META.size and not final:
                 return False
-            if len(head) >= page_size + PAGE_HEADER_SIZE + _META_SIZE:
+            if len(head) >= page_size + PAGE_HEADER_SIZE + _META.size:
                 candidates.append(Meta(head, page_size + PAGE_HEADER_SIZE))
         candidates.sort(key=lambda meta: meta.txid, reverse=True)
         for meta in candidates:
@@ -476,14 +484,11 @@ class StreamStatus(object):
         end = offset + len(view)
         size = self.page_size
         limit = min(end, self.high_water * size)
-        unpack = _PAGE_HEADER.unpack_from
         scan = self._scan
         if self._carry is not None:
             self._carry += view[:PAGE_HEADER_SIZE - len(self._carry)]
             if len(self._carry) == PAGE_HEADER_SIZE:
-                pgid, flags, dummy, overflow = unpack(self._carry, 0)
-                if pgid == scan // size and flags in (BRANCH, LEAF, FREELIST) and pgid + overflow < self.high_water:
-                    self._reading.append(_Reading(pgid, bytes(self._carry), scan, (1 + overflow) * size))
+                self._start(bytes(self._carry), scan)
                 self._carry = None
                 scan += size
         if scan < limit and self._carry is None and LITTLE_ENDIAN and end - PAGE_HEADER_SIZE >= scan:
@@ -496,28 +501,45 @@ class StreamStatus(object):
             first = scan // size
             for index in [index for index, pgid in enumerate(ids) if pgid == first + index]:
                 at = scan - offset + index * size
-                pgid, flags, dummy, overflow = unpack(view, at)
-                if flags in (BRANCH, LEAF, FREELIST) and pgid + overflow < self.high_water:
-                    self._reading.append(_Reading(pgid, bytes(view[at:at + PAGE_HEADER_SIZE]), scan + index * size,
-                                                  (1 + overflow) * size))
+                self._start(bytes(view[at:at + PAGE_HEADER_SIZE]), scan + index * size)
             scan += count * size
         while scan < limit and self._carry is None:
             at = scan - offset
             if scan + PAGE_HEADER_SIZE > end:
                 self._carry = bytearray(view[at:])
                 break  # completed by the next chunk
-            pgid, flags, dummy, overflow = unpack(view, at)
-            if pgid == scan // size and flags in (BRANCH, LEAF, FREELIST) and pgid + overflow < self.high_water:
-                self._reading.append(_Reading(pgid, bytes(view[at:at + PAGE_HEADER_SIZE]), scan, (1 + overflow) * size))
+            self._start(bytes(view[at:at + PAGE_HEADER_SIZE]), scan)
             scan += size
         self._scan = scan
         reading = self._reading
         if reading:
-            done = [page for page in reading if page.feed(view, offset)]
-            for page in done:
-                reading.remove(page)
-                self.pages.put(page.pgid, page.summary() + ((page.end - page.start) // size - 1,))
+            going = []  # (not reading.remove() for each page done: quadratic in the pages of a chunk)
+            for page in reading:
+                if page.feed(view, offset):
+                    self.pages.put(page.pgid, page.summary() + ((page.end - page.start) // size - 1,))
+                else:
+                    going.append(page)
+            self._reading = going
         self._offset = end
+
+    def _start(self, header, start):
+        """Start reading the page whose header is at stream offset start, if it names itself and is a page the
+        trees may reach (see MAX_COVER)."""
+        pgid, flags, dummy, overflow = _PAGE_HEADER.unpack(header)
+        if pgid * self.page_size != start or flags not in (BRANCH, LEAF, FREELIST) or \
+                pgid + overflow >= self.high_water:
+            return
+        outer = self._outer
+        if outer:
+            outer[:] = [page for page in outer if page.end > start and page.failed is None]
+            if len(outer) >= MAX_COVER:
+                outer.pop(0).failed = 'over more than %d other page headers: not read as the stream passes' % (
+                    MAX_COVER - 1)
+        page = _Reading(pgid, header, start, (1 + overflow) * self.page_size, MAX_HELD if flags != FREELIST else max(
+            MAX_HELD, 8 * self.high_water + 2 * self.page_size))
+        self._reading.append(page)
+        if overflow:
+            outer.append(page)
 
     # -- the end ------------------------------------------------------------------------------------
 
@@ -530,7 +552,7 @@ class StreamStatus(object):
                     self._offset = 0
                     self._pages(memoryview(head))
             size = self._offset
-            if size < 2 * PAGE_HEADER_SIZE + _META_SIZE:
+            if size < 2 * PAGE_HEADER_SIZE + _META.size:
                 raise BboltError('is not a bbolt database: %d bytes is too small' % size)
             if self.high_water * self.page_size > size:
                 raise BboltError('is truncated: the database needs %d bytes, the stream had %d' % (
@@ -543,18 +565,15 @@ class StreamStatus(object):
             raise SnapshotError('%s is not a readable etcd snapshot: %s' % (self.source, exc), kind='corrupted')
 
 
-class _Resolve(object):
+class _Resolve(IntegrityCheck):
     """The trees walked over the pages' summaries, in bbolt's order, with BboltFile.walk's integrity check."""
 
     def __init__(self, stream):
+        super(_Resolve, self).__init__(stream.high_water, freed=True)
         self.pages = stream.pages
         self.etcd_version = stream.etcd_version
         self.meta = stream.meta
-        self.high_water = stream.high_water
         self.page_size = stream.page_size
-        self.problems = []
-        self.reachable = bytearray(self.high_water)
-        self.freed = bytearray(self.high_water)
         # the status
         self.crc = 0
         self.kv_crc = None
@@ -566,21 +585,15 @@ class _Resolve(object):
     def run(self):
         meta = self.meta
         self._load_freelist(meta)
-        for pgid in (0, 1):
-            if pgid < self.high_water:
-                self.reachable[pgid] = 1
         if meta.root != 0:
-            for leaf in self._tree(meta.root):
+            for leaf, depth in self._tree(meta.root, 1):
                 if leaf.plain is not None:
                     raise BboltError('top-level key %r is not a bucket' % leaf.plain)
                 for name, value in leaf.buckets or ():
-                    self._bucket(name, value)
-        self._unreachable()
-        if self.problems:
-            listed = self.problems[:MAX_PROBLEMS]
-            more = len(self.problems) - len(listed)
-            raise BboltError('integrity check failed, %d error(s): %s%s' % (
-                len(self.problems), '; '.join(listed), ' (and %d more)' % more if more else ''))
+                    self._bucket(name, value, depth)
+        self.unreachable()
+        if self.failure():
+            raise BboltError(self.failure())
         storage_version = semver(self.metas[b'storageVersion']) if b'storageVersion' in self.metas else ''
         compaction = dict((key, struct.unpack('>q', self.metas[key][:8])[0]) for key in (
             b'scheduledCompactRev', b'finishedCompactRev') if len(self.metas.get(key) or b'') >= 8)
@@ -598,43 +611,25 @@ class _Resolve(object):
             self.freed = None  # bbolt rebuilds it from what is unreachable: nothing to compare
             return
         if meta.freelist >= self.high_water:
-            self.problems.append('freelist: page %d is out of bounds (high water mark %d)' % (
+            self.problem('freelist: page %d is out of bounds (high water mark %d)' % (
                 meta.freelist, self.high_water))
             return
         summary = self.pages.get(meta.freelist)
         if summary is None or summary[0] != 'freelist':
-            self.problems.append('page %d: invalid type: freelist expected%s' % (
+            self.problem('page %d: invalid type: freelist expected%s' % (
                 meta.freelist, ', %s' % summary[1] if summary is not None and summary[0] == 'bad' else ''))
             return
         dummy, ids, overflow = summary
-        for index in range(overflow + 1):
-            if meta.freelist + index < self.high_water:
-                self.reachable[meta.freelist + index] = 1
-        high_water, freed = self.high_water, self.freed
-        for pgid in ids:
-            if pgid >= high_water:
-                self.problems.append('page %d: freed page out of bounds (high water mark %d)' % (pgid, high_water))
-            elif freed[pgid]:
-                self.problems.append('page %d: already freed' % pgid)
-            else:
-                freed[pgid] = 1
+        self.free(meta.freelist, overflow, ids)
 
-    def _unreachable(self):
-        if self.freed is None:
-            return
-        reachable, freed = self.reachable, self.freed
-        for pgid in range(self.high_water):
-            if not reachable[pgid] and not freed[pgid]:
-                self.problems.append('page %d: unreachable unfreed' % pgid)
-
-    def _bucket(self, name, value):
+    def _bucket(self, name, value, depth):
         """A top-level bucket: its name and items hashed, counted; its nested buckets walked for the check."""
         self.crc = crc32c_update(self.crc, name)
         key_bucket = name == b'key'
         if key_bucket:
             self.kv_crc = crc32c_update(0, name)
         meta_bucket = name == b'meta'
-        for leaf in self._elements(value, name):
+        for leaf, leaf_depth in self._elements(value, name, depth):
             self.crc = crc32c_combine(self.crc, leaf.crc, leaf.length)
             self.entries += leaf.count
             if key_bucket:
@@ -643,7 +638,7 @@ class _Resolve(object):
             elif meta_bucket and leaf.metas:
                 self.metas.update(leaf.metas)
             for sub_name, sub_value in leaf.buckets or ():
-                self._walk_only(sub_name, sub_value)
+                self._walk_only(sub_name, sub_value, leaf_depth)
 
     def _key_leaf(self, leaf):
         if not leaf.count:
@@ -662,44 +657,59 @@ class _Resolve(object):
             else:
                 live.add(name)
 
-    def _walk_only(self, name, value):
-        for leaf in self._elements(value, name):
-            for sub_name, sub_value in leaf.buckets or ():
-                self._walk_only(sub_name, sub_value)
+    def _walk_only(self, name, value, depth):
+        """A nested bucket and the buckets nested in it, for the check only (a stack, each deeper than the last)."""
+        buckets = [iter([(name, value, depth)])]
+        while buckets:
+            for bucket_name, bucket_value, bucket_depth in buckets[-1]:
+                buckets.append((sub_name, sub_value, leaf_depth) for leaf, leaf_depth in self._elements(
+                    bucket_value, bucket_name, bucket_depth) for sub_name, sub_value in leaf.buckets or ())
+                break
+            else:
+                buckets.pop()
 
-    def _elements(self, value, name):
-        """The leaves of the bucket whose header (and inline page) is value, in key order."""
+    def _elements(self, value, name, depth):
+        """(leaf, depth) of the leaves of the bucket whose header (and inline page) is value, in key order."""
         if len(value) < _BUCKET_HEADER.size:
-            raise BboltError('bucket %r has a header of %d bytes' % (name, len(value)))
+            raise BboltError('bucket %r has a header of %d bytes' % (bytes(name), len(value)))
         root = _BUCKET_HEADER.unpack_from(value, 0)[0]
-        if root == 0:
-            try:
-                leaf = summarize_inline(value[_BUCKET_HEADER.size:])
-            except BboltError as exc:
-                raise BboltError('inline bucket %r: %s' % (name, exc))
-            if leaf.problem:
-                raise BboltError('inline bucket %r: %s' % (name, leaf.problem))
-            return [leaf]
-        return self._tree(root)
+        if root != 0:
+            return self._tree(root, depth + 1)
+        if depth + 1 > MAX_DEPTH:
+            raise BboltError('inline bucket %r: more than %d levels of pages and nested buckets' % (
+                bytes(name), MAX_DEPTH))
+        try:
+            leaf = summarize_inline(memoryview(value)[_BUCKET_HEADER.size:])
+        except BboltError as exc:
+            raise BboltError('inline bucket %r: %s' % (bytes(name), exc))
+        if leaf.problem:
+            raise BboltError('inline bucket %r: %s' % (bytes(name), leaf.problem))
+        return [(leaf, depth + 1)]
 
-    def _tree(self, root):
+    def _tree(self, root, depth):
         last = None
-        for leaf in self._pages(root, []):
+        for leaf, level in tree_pages(root, lambda pgid, stack: self._page(pgid, stack, depth + len(stack))):
             if leaf.problem:
                 raise BboltError('a leaf of the tree at page %d: %s' % (root, leaf.problem))
             if leaf.count:
                 if last is not None and leaf.first <= last:
-                    self.problems.append('page %d tree: key %r after %r: keys out of order' % (
+                    self.problem('page %d tree: key %r after %r: keys out of order' % (
                         root, leaf.first[:64], last[:64]))
                 if leaf.disorder is not None:
-                    self.problems.append('page %d tree: key %r after %r: keys out of order' % (
+                    self.problem('page %d tree: key %r after %r: keys out of order' % (
                         root, leaf.disorder[0][:64], leaf.disorder[1][:64]))
                 last = leaf.last
-            yield leaf
+            yield leaf, depth + level
 
-    def _pages(self, pgid, stack):
+    def _page(self, pgid, stack, depth):
         if pgid >= self.high_water or pgid < 2:
             raise BboltError('page %d: out of bounds (high water mark %d, stack %s)' % (pgid, self.high_water, stack))
+        if depth > MAX_DEPTH:
+            raise BboltError('page %d: more than %d levels of pages and nested buckets (stack %s)' % (
+                pgid, MAX_DEPTH, stack))
+        if self.reachable[pgid]:
+            self.reach(pgid, 0, stack)
+            return None
         summary = self.pages.get(pgid)
         if summary is None or summary[0] == 'freelist':
             raise BboltError('page %d: not a branch or leaf page, where the tree points to it (stack %s)' % (
@@ -707,14 +717,8 @@ class _Resolve(object):
         kind, what, overflow = summary
         if kind == 'bad':
             raise BboltError('page %d: %s (stack %s)' % (pgid, what, stack))
-        for index in range(overflow + 1):
-            if self.reachable[pgid + index]:
-                self.problems.append('page %d: multiple references (stack: %s)' % (pgid + index, stack + [pgid]))
-            self.reachable[pgid + index] = 1
+        if not self.reach(pgid, overflow, stack):
+            return None
         if self.freed is not None and self.freed[pgid]:
-            self.problems.append('page %d: reachable freed' % pgid)
-        if kind == 'leaf':
-            yield what
-            return
-        for child in what:
-            yield from self._pages(child, stack + [pgid])
+            self.problem('page %d: reachable freed' % pgid)
+        return kind, what

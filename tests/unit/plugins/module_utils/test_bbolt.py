@@ -9,11 +9,12 @@ __metaclass__ = type
 
 import os
 import struct
+import time
 
 import pytest
 
 from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt import (
-    BRANCH, FREELIST, LEAF, MAGIC, META, NO_FREELIST, BboltError, BboltFile, fnv64a,
+    BRANCH, BUCKET_LEAF_FLAG, FREELIST, LEAF, MAGIC, META, NO_FREELIST, BboltError, BboltFile, fnv64a,
 )
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'snapshots')
@@ -245,3 +246,165 @@ def test_an_unreadable_path_is_named(tmp_path):
     with pytest.raises(BboltError) as caught:
         BboltFile(str(tmp_path / 'none'))
     assert str(tmp_path / 'none') in str(caught.value)
+
+
+# -- hostile files: each ends in a clear error naming the page, in linear time -------------------------------
+
+def crafted(root, pages, high_water, freelist=NO_FREELIST):
+    """Meta pages 0 and 1 (root, freelist, high water mark) and pages [(pgid, bytes)], zeros between them."""
+    out = bytearray(meta(0, root, freelist, high_water, 11) + meta(1, root, freelist, high_water, 10))
+    for pgid, data in pages:
+        out += b'\0' * (pgid * PAGE - len(out))
+        out[pgid * PAGE:pgid * PAGE + len(data)] = data
+    return bytes(out + b'\0' * (high_water * PAGE - len(out)))
+
+
+def one_bucket(pages, high_water, bucket=4, freelist=NO_FREELIST):
+    """A root leaf at page 3 with bucket 'b' rooted at page bucket, then pages."""
+    return crafted(3, [(3, page(3, LEAF, 1, leaf_body([(b'b', bucket_value(bucket), 1)])))] + pages, high_water,
+                   freelist)
+
+
+def raw_page(pgid, flags, count, overflow, body=b''):
+    """The first page of a page whose header says what it likes (its overflow pages not written)."""
+    return (struct.pack('<QHHI', pgid, flags, count, overflow) + body + b'\0' * PAGE)[:PAGE]
+
+
+def nested_inline(levels):
+    value = bucket_value(0, [(b'x', b'1', 0)])
+    for dummy in range(levels):
+        value = bucket_value(0, [(b'n', value, BUCKET_LEAF_FLAG)])
+    return value
+
+
+def branch_chain(levels):
+    """Branch pages 4, 5 ... each with the next as its only child, then a leaf."""
+    pages = [(pgid, page(pgid, BRANCH, 1, branch_body([(b'k', pgid + 1)]))) for pgid in range(4, 4 + levels)]
+    pages.append((4 + levels, page(4 + levels, LEAF, 1, leaf_body([(b'k', b'v', 0)]))))
+    return one_bucket(pages, 5 + levels)
+
+
+def inline_file(levels):
+    body = leaf_body([(b'b', nested_inline(levels), BUCKET_LEAF_FLAG)])
+    overflow = (16 + len(body) - 1) // PAGE
+    return crafted(3, [(3, page(3, LEAF, 1, body, overflow=overflow))], 4 + overflow)
+
+
+def good_file():
+    with open(build(os.path.join(os.environ.get('TMPDIR', '/tmp'), 'etcdops-good-%d.db' % os.getpid())),
+              'rb') as handle:
+        data = handle.read()
+    os.unlink(handle.name)
+    return data
+
+
+HOSTILE = {
+    # name: (bytes, what the error says, for the file walk and the stream alike)
+    'a branch that is its own child': (
+        lambda: one_bucket([(4, page(4, BRANCH, 1, branch_body([(b'k', 4)])))], 5),
+        'page 4: multiple references (stack: [4, 4]), a cycle'),
+    'a bucket rooted at the leaf that holds it': (
+        lambda: one_bucket([(4, page(4, LEAF, 1, leaf_body([(b's', bucket_value(4), 1)])))], 5),
+        'page 4: multiple references'),
+    'a page whose overflow covers a page of the tree': (
+        lambda: one_bucket([(4, page(4, BRANCH, 2, branch_body([(b'a', 5), (b'b', 6)]))),
+                            (5, page(5, LEAF, 1, leaf_body([(b'a', b'1', 0)]), overflow=1)),
+                            (6, page(6, LEAF, 1, leaf_body([(b'b', b'2', 0)])))], 7),
+        'page 6: multiple references'),
+    'a child page out of range': (
+        lambda: one_bucket([(4, page(4, BRANCH, 1, branch_body([(b'k', 1 << 60)])))], 5),
+        'page 1152921504606846976: out of bounds'),
+    'a root page out of range': (lambda: crafted(1 << 63, [], 4), 'page 9223372036854775808: out of bounds'),
+    'a freelist page out of range': (
+        lambda: one_bucket([(4, page(4, LEAF, 0, b''))], 5, freelist=1 << 60), 'page 1152921504606846976 is out'),
+    'a branch of 65535 elements': (lambda: one_bucket([(4, raw_page(4, BRANCH, 0xFFFF, 0))], 5),
+                                   'page 4: 65535 elements do not fit in the page'),
+    'a leaf of 65535 elements': (lambda: one_bucket([(4, raw_page(4, LEAF, 0xFFFF, 0))], 5),
+                                 'page 4: 65535 elements do not fit in the page'),
+    'a freelist of 2^60 ids': (
+        lambda: one_bucket([(2, raw_page(2, FREELIST, 0xFFFF, 0, struct.pack('<Q', 1 << 60))),
+                            (4, page(4, LEAF, 0, b''))], 5, freelist=2),
+        'freelist of 1152921504606846976 ids overflows its pages'),
+    'a freelist of 2^32 overflow pages': (
+        lambda: one_bucket([(2, raw_page(2, FREELIST, 0, 0xFFFFFFFF)), (4, page(4, LEAF, 0, b''))], 5, freelist=2),
+        'page 2: '),
+    'an overflow past the high water mark': (
+        lambda: one_bucket([(4, raw_page(4, LEAF, 0, 1000))], 5), 'page 4: '),
+    'a key outside its page': (
+        lambda: one_bucket([(4, raw_page(4, LEAF, 1, 0, struct.pack('<IIII', 0, 0xFFFFFFF0, 5, 5)))], 5),
+        'an element points past the end of its page'),
+    'two elements on the same bytes': (
+        lambda: one_bucket([(4, raw_page(4, LEAF, 2, 0, struct.pack('<IIII', 0, 32, 1, 1) +
+                                         struct.pack('<IIII', 0, 16, 1, 1) + b'kv'))], 5),
+        'element 1 overlaps the elements or the values before it'),
+    'inline buckets nested 70 deep': (lambda: inline_file(70), 'more than 64 levels of pages and nested buckets'),
+    'a tree 70 branch pages deep': (lambda: branch_chain(70), 'more than 64 levels of pages and nested buckets'),
+    'a file cut after its first meta page': (lambda: good_file()[:100], 'truncated'),
+    'a file cut in a page': (lambda: good_file()[:5 * PAGE + 100], 'truncated'),
+    'two damaged meta pages': (
+        lambda: good_file()[:20] + b'\xff' * 8 + good_file()[28:PAGE + 20] + b'\xff' * 8 + good_file()[PAGE + 28:],
+        'not a valid bbolt database'),
+}
+
+
+@pytest.mark.parametrize('name', sorted(HOSTILE))
+def test_a_hostile_file_ends_in_a_clear_error(tmp_path, name):
+    make, words = HOSTILE[name]
+    path = tmp_path / 'hostile.db'
+    path.write_bytes(make())
+    with pytest.raises(BboltError) as caught:
+        walk(str(path))
+    assert words in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_nesting_just_within_the_limit_is_read():
+    # 60 branch levels below the bucket's: 62 pages deep with the root leaf and the last leaf
+    data = branch_chain(60)
+    path = os.path.join(os.environ.get('TMPDIR', '/tmp'), 'etcdops-deep-%d.db' % os.getpid())
+    try:
+        with open(path, 'wb') as handle:
+            handle.write(data)
+        assert walk(path) == [(b'b', [(b'k', b'v')])]
+        with open(path, 'wb') as handle:
+            handle.write(inline_file(60))
+        assert walk(path)[0][0] == b'b'
+    finally:
+        os.unlink(path)
+
+
+def many_references(count):
+    """A branch (with overflow pages) whose count children are pages that each say they run to the high water
+    mark: read whole every time, the walk would read count^2 / 2 pages."""
+    first = 5 + 1 + (16 + 16 * count) // PAGE
+    high_water = first + count
+    body = branch_body([(b'k%05d' % index, first + index) for index in range(count)])
+    overflow = (16 + len(body) - 1) // PAGE
+    pages = [(4, page(4, BRANCH, count, body, overflow=overflow))]
+    pages += [(pgid, raw_page(pgid, LEAF, 0, high_water - 1 - pgid)) for pgid in range(first, high_water)]
+    return one_bucket(pages, high_water)
+
+
+def cpu_seconds(function, repeat=3):
+    best = None
+    for dummy in range(repeat):
+        started = time.process_time()
+        function()
+        spent = time.process_time() - started
+        best = spent if best is None else min(best, spent)
+    return best
+
+
+def test_pages_referred_to_many_times_are_read_once(tmp_path):
+    times = {}
+    for count in (500, 2000):
+        path = tmp_path / ('many%d.db' % count)
+        path.write_bytes(many_references(count))
+
+        def run():
+            with pytest.raises(BboltError) as caught:
+                walk(str(path))
+            assert '%d error(s)' % (count - 1) in str(caught.value) and '(and %d more)' % (count - 21) in str(
+                caught.value)
+        times[count] = cpu_seconds(run)
+    # linear: x4 (read whole each time, it would be x16); generous for a loaded machine
+    assert times[2000] < 10 * times[500] + 0.05, times

@@ -11,6 +11,7 @@ __metaclass__ = type
 import os
 import random
 import struct
+import tracemalloc
 
 import pytest
 
@@ -19,7 +20,8 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt import BUCKET_
 from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt_stream import StreamStatus
 from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import SnapshotError, crc32c_combine
 from ansible_collections.etcdops.etcd.tests.unit.plugins.module_utils.test_bbolt import (
-    FIXTURES, PAGE, build, bucket_value, leaf_body, meta, page,
+    FIXTURES, HOSTILE, PAGE, branch_chain, build, bucket_value, cpu_seconds, crafted, inline_file, leaf_body, meta,
+    one_bucket, page, raw_page,
 )
 
 SPLITS = [[1], [7, 4096, 100, 3], [4095, 4097], [32768], [262144], [1 << 30]]
@@ -210,6 +212,88 @@ def test_each_damage_the_file_walk_reports_is_reported(tmp_path, damage, words):
             streamed(data, sizes)
         assert caught.value.kind == 'corrupted' and words in caught.value.msg, caught.value.msg
         assert 'the test stream is not a readable etcd snapshot' in caught.value.msg
+
+
+@pytest.mark.parametrize('name', sorted(HOSTILE))
+def test_a_hostile_file_ends_in_a_clear_error_as_it_streams(tmp_path, name):
+    make, words = HOSTILE[name]
+    data = make()
+    path = tmp_path / 'hostile.db'
+    path.write_bytes(data)
+    with pytest.raises(SnapshotError) as caught:
+        file_status(path)
+    assert words in caught.value.msg
+    for sizes in ([1], [4096], [7, 4097], [1 << 20]):
+        with pytest.raises(SnapshotError) as caught:
+            streamed(data, sizes)
+        assert caught.value.kind == 'corrupted' and words in caught.value.msg, caught.value.msg
+
+
+def test_nesting_just_within_the_limit_has_the_files_status(tmp_path):
+    for index, data in enumerate([branch_chain(60), inline_file(60)]):
+        path = tmp_path / ('deep%d.db' % index)
+        path.write_bytes(data)
+        assert_same(path, [[4096], [1 << 20]])
+
+
+def overlapping(count, flags):
+    """count pages after the root leaf, each whose header says it runs to the high water mark: the headers of
+    stale freed pages, each over all the pages after it."""
+    high_water = 4 + count
+    return crafted(3, [(3, page(3, LEAF, 0, b''))] + [(pgid, raw_page(pgid, flags, 0, high_water - 1 - pgid))
+                                                      for pgid in range(4, high_water)], high_water)
+
+
+@pytest.mark.parametrize('flags', [LEAF, 0x01, FREELIST])
+def test_overlapping_page_headers_cost_linear_time_and_memory(flags):
+    """Each header starts a reading of the pages up to the high water mark: with every reading held and fed,
+    n headers cost n^2 / 2 pages (141 MiB for 256 of them); each byte is now in MAX_COVER readings at most."""
+    costs = {}
+    for count in (128, 512):
+        data = overlapping(count, flags)
+        chunks = [data[at:at + 65536] for at in range(0, len(data), 65536)]
+
+        def run():
+            tee = StreamStatus(iter(chunks))
+            assert len(b''.join(tee)) == len(data)
+            # the trees do not reach those pages (and with no freelist, bbolt does not ask where they are)
+            assert tee.status()['entries'] == 0
+        tracemalloc.start()
+        try:
+            run()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        costs[count] = (cpu_seconds(run), peak)
+    # linear: x4 (it was x16); generous ratios for a loaded machine
+    assert costs[512][0] < 10 * costs[128][0] + 0.05, costs
+    assert costs[512][1] < 8 * costs[128][1], costs
+    assert costs[512][1] < 8 * len(overlapping(512, flags)), costs
+
+
+def live_page_over_headers(fakes):
+    """A live leaf of 11 pages (4-14) whose value holds, at the starts of pages 5, 6 ..., fakes headers that name
+    their page and say it runs to the leaf's last page (14)."""
+    body = bytearray(leaf_body([(b'k', b'v' * (11 * PAGE - 100), 0)]))
+    for pgid in range(5, 5 + fakes):
+        at = (pgid - 4) * PAGE - 16
+        body[at:at + 16] = struct.pack('<QHHI', pgid, LEAF, 0, 14 - pgid)
+    return one_bucket([(4, page(4, LEAF, 1, bytes(body), overflow=10))], 15)
+
+
+def test_a_live_page_over_other_page_headers(tmp_path):
+    """Up to MAX_COVER - 1 multi-page headers inside a page's span, it is read (as the file walk reads it); over
+    more, the oldest reading (the page's own) is dropped, and the trees reaching it say why."""
+    assert _bbolt_stream.MAX_COVER == 8
+    path = tmp_path / 'seven.db'
+    path.write_bytes(live_page_over_headers(7))
+    assert assert_same(path, [[4096], [1 << 20], [5000]])['entries'] == 1
+    data = live_page_over_headers(8)
+    path.write_bytes(data)
+    assert file_status(path)['entries'] == 1
+    with pytest.raises(SnapshotError) as caught:
+        streamed(data, [4096])
+    assert 'page 4: over more than 7 other page headers: not read as the stream passes' in caught.value.msg
 
 
 @pytest.mark.parametrize('data', [b'', b'\x01' * 9000, b'\0' * 70000])
