@@ -188,15 +188,43 @@ class Store(object):
     def _delete(self, keys):
         raise NotImplementedError
 
+    # A metadata object is a few KiB; anyone who may write to the store may have replaced one, so what is read of
+    # it and how deep its JSON nests are bounded.
+    METADATA_MAX_BYTES = MIB
+    METADATA_MAX_DEPTH = 32
+    _SMALL_CHUNK = 64 * 1024
+
     def _read_many(self, keys):
-        """{key: bytes or StoreError} for small objects (S3 reads them in parallel)."""
+        """{key: bytes or StoreError} for small objects (metadata; S3 reads them in parallel). An object above
+        METADATA_MAX_BYTES is a StoreError: refused from its size when the store tells it before the content
+        (a local file's, S3's Content-Length), else once that much was read."""
         result = {}
         for key in keys:
             try:
-                result[key] = b''.join(self._get(key, CHUNK_SIZE))
+                result[key] = self._join_small(key, self._get(key, self._SMALL_CHUNK))
             except StoreError as exc:
                 result[key] = exc
         return result
+
+    def _too_large(self, key, size=None):
+        return StoreError('%s is %s bytes, more than the %d a metadata object may have: not read (the backup is '
+                          'damaged, or someone with write access to the store replaced it)'
+                          % (self.describe(key), size if size is not None else 'more than %d' % self.METADATA_MAX_BYTES,
+                             self.METADATA_MAX_BYTES))
+
+    def _join_small(self, key, chunks):
+        """The bytes of chunks, read no further than METADATA_MAX_BYTES (StoreError above it); chunks closed."""
+        parts = []
+        total = 0
+        try:
+            for chunk in chunks:
+                total += len(chunk)
+                if total > self.METADATA_MAX_BYTES:
+                    raise self._too_large(key)
+                parts.append(bytes(chunk))
+        finally:
+            close_stream(chunks)
+        return b''.join(parts)
 
     # objects
 
@@ -228,17 +256,72 @@ class Store(object):
         return document
 
     def read_metadata(self, location, backup_id):
+        """A backup's metadata document (StoreError when it cannot be read, is too large or is not a JSON object)."""
         key = location.key(backup_id, METADATA)
-        return self._parse_metadata(key, b''.join(self._get(key, CHUNK_SIZE)))
+        data = self._read_many([key])[key]
+        if isinstance(data, StoreError):
+            raise data
+        return self._parse_metadata(key, data)
 
     def _parse_metadata(self, key, data):
+        """The JSON object of a metadata object's bytes: at most METADATA_MAX_BYTES, nested at most
+        METADATA_MAX_DEPTH deep (checked without recursion before json parses it: json recurses once per level),
+        integers of at most 64 digits, no NaN or Infinity."""
+        if len(data) > self.METADATA_MAX_BYTES:
+            raise self._too_large(key, len(data))
         try:
-            document = json.loads(data.decode('utf-8'))
+            text = data.decode('utf-8')
+            if self._json_too_deep(text, self.METADATA_MAX_DEPTH):
+                raise StoreError('%s nests JSON more than %d levels deep: the backup is damaged'
+                                 % (self.describe(key), self.METADATA_MAX_DEPTH))
+            document = json.loads(text, parse_int=self._json_int, parse_constant=self._json_constant)
         except ValueError as exc:
             raise StoreError('%s is not valid JSON (%s): the backup is damaged' % (self.describe(key), exc))
         if not isinstance(document, dict):
             raise StoreError('%s is not a JSON object: the backup is damaged' % self.describe(key))
         return document
+
+    _JSON_SPECIAL = re.compile(r'[\[\]{}"\\]')
+
+    @classmethod
+    def _json_too_deep(cls, text, limit):
+        """Whether the JSON text nests arrays and objects more than limit deep (brackets inside strings do not
+        count); one pass over the special characters, no recursion."""
+        if text.count('[') + text.count('{') <= limit:
+            return False
+        depth = 0
+        in_string = False
+        escaped = -1
+        for match in cls._JSON_SPECIAL.finditer(text):
+            position = match.start()
+            if position == escaped:
+                continue
+            char = match.group()
+            if in_string:
+                if char == '\\':
+                    escaped = position + 1
+                elif char == '"':
+                    in_string = False
+            elif char == '"':
+                in_string = True
+            elif char in '[{':
+                depth += 1
+                if depth > limit:
+                    return True
+            elif char in ']}':
+                depth -= 1
+        return False
+
+    @staticmethod
+    def _json_int(text):
+        # Python before 3.11 converts any number of digits, in time quadratic in their count
+        if len(text.lstrip('-')) > 64:
+            raise ValueError('an integer of %d digits' % len(text))
+        return int(text)
+
+    @staticmethod
+    def _json_constant(name):
+        raise ValueError('%s is not a JSON number' % name)
 
     # backups
 
@@ -394,6 +477,33 @@ class LocalStore(Store):
                 yield from file_chunks(handle, chunk_size)
             except (IOError, OSError) as exc:
                 raise self._failure(exc, 'read', path)
+
+    def _read_many(self, keys):
+        """Small objects: a file that is not a regular one (a fifo would block, a device never end) or larger than
+        METADATA_MAX_BYTES is refused before it is read."""
+        result = {}
+        for key in keys:
+            path = self._path(key)
+            try:
+                try:
+                    fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0))
+                except OSError as exc:
+                    raise self._failure(exc, 'read', path)
+                handle = os.fdopen(fd, 'rb')
+                try:
+                    found = os.fstat(fd)
+                    if not stat.S_ISREG(found.st_mode):
+                        raise StoreError('%s is not a regular file: not read (the backup is damaged, or someone with '
+                                         'write access to the store replaced it)' % path)
+                    if found.st_size > self.METADATA_MAX_BYTES:
+                        raise self._too_large(key, found.st_size)
+                except BaseException:
+                    handle.close()
+                    raise
+                result[key] = self._join_small(key, self._read(handle, path, self._SMALL_CHUNK))
+            except StoreError as exc:
+                result[key] = exc
+        return result
 
     def _list(self, prefix):
         top = self._path(prefix.rstrip('/'))
@@ -701,7 +811,13 @@ class S3Store(Store):
 
         def read(key):
             try:
-                return key, b''.join(self._get(key, CHUNK_SIZE))
+                response = self._call('download', key, self.client.get_object, Bucket=self.bucket,
+                                      Key=self._key(key))
+                size = response.get('ContentLength')
+                if size is not None and size > self.METADATA_MAX_BYTES:
+                    response['Body'].close()
+                    raise self._too_large(key, size)
+                return key, self._join_small(key, self._read(response['Body'], key, self._SMALL_CHUNK))
             except StoreError as exc:
                 return key, exc
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(keys)))

@@ -25,7 +25,7 @@ import pytest
 
 from ansible_collections.etcdops.etcd.plugins.module_utils import _retention, _streams
 from ansible_collections.etcdops.etcd.plugins.module_utils._store import (
-    LocalStore, ResourceArchive, S3Store, StoreError, backup_time, etcd_location, extract_resources,
+    LocalStore, ResourceArchive, S3Store, Store, StoreError, backup_time, etcd_location, extract_resources,
     new_backup_id, object_name, resources_location,
 )
 
@@ -226,6 +226,110 @@ def test_damaged_metadata_is_listed_as_failed_not_hidden(store):
     assert records[0]['verified'] is False and 'not valid JSON' in records[0]['error']
     with pytest.raises(StoreError, match='not valid JSON'):
         store.read_metadata(MAIN, bid(0))
+
+
+class MemoryStore(Store):
+    """A store in a dict, its objects served in 64 KiB chunks; endless when the value is None."""
+
+    def __init__(self):
+        self.objects = {}
+        self.served = 0
+        self.closed = 0
+
+    def describe(self, key=''):
+        return 'memory://' + key
+
+    def _put(self, key, chunks, metadata=False):
+        self.objects[key] = b''.join(chunks)
+
+    def _get(self, key, chunk_size):
+        data = self.objects[key]
+        try:
+            offset = 0
+            while data is None or offset < len(data):
+                self.served += 1
+                yield b'{' * chunk_size if data is None else data[offset:offset + chunk_size]
+                offset += chunk_size
+        finally:
+            self.closed += 1
+
+    def _list(self, prefix):
+        return [(key, len(value or b'')) for key, value in self.objects.items() if key.startswith(prefix)]
+
+    def _delete(self, keys):
+        for key in keys:
+            self.objects.pop(key, None)
+
+
+def test_metadata_above_the_bound_is_refused_from_its_size_before_it_is_read(store, monkeypatch):
+    complete_backup(store, MAIN, bid(1))
+    key = MAIN.key(bid(0), 'metadata.json')
+    store._put(key, iter([b'{"pad": "' + b'x' * (2 * MIB) + b'"}']), metadata=True)
+    reads = []
+    original = store._read
+    monkeypatch.setattr(store, '_read', lambda *args: reads.append(args[-2]) or original(*args))
+    records = store.list_backups(MAIN)
+    assert [r['id'] for r in records] == [bid(0), bid(1)]
+    assert records[0]['verified'] is False
+    assert records[0]['error'].startswith('%s is %d bytes, more than the 1048576 a metadata object may have'
+                                          % (store.describe(key), 2 * MIB + 11))
+    assert records[1]['revision'] == 42
+    with pytest.raises(StoreError, match='more than the 1048576 a metadata object may have'):
+        store.read_metadata(MAIN, bid(0))
+    assert key not in reads and store.describe(key) not in reads and len(reads) == 1  # only bid(1)'s was read
+
+
+def test_a_local_metadata_of_2_gib_or_a_device_is_not_read(tmp_path):
+    store_ = LocalStore(str(tmp_path / 'store'))
+    complete_backup(store_, MAIN, bid(0))
+    path = tmp_path / 'store' / MAIN.key(bid(0), 'metadata.json')
+    with open(str(path), 'r+b') as handle:
+        handle.truncate(2 * 1024 * MIB)  # sparse: no disk used
+    with pytest.raises(StoreError, match=r'metadata.json is 2147483648 bytes, more than the 1048576'):
+        store_.read_metadata(MAIN, bid(0))
+    path.unlink()
+    os.symlink('/dev/zero', str(path))
+    with pytest.raises(StoreError, match='metadata.json is not a regular file'):
+        store_.read_metadata(MAIN, bid(0))
+    path.unlink()
+    os.mkfifo(str(path))  # opening it to read would wait for a writer
+    [record] = store_.list_backups(MAIN)
+    assert 'not a regular file' in record['error']
+
+
+def test_a_metadata_object_of_unknown_size_is_read_no_further_than_the_bound():
+    store_ = MemoryStore()
+    store_.objects[MAIN.key(bid(0), 'metadata.json')] = None  # endless
+    with pytest.raises(StoreError, match='is more than 1048576 bytes, more than the 1048576'):
+        store_.read_metadata(MAIN, bid(0))
+    assert store_.served == MIB // (64 * 1024) + 1 and store_.closed == 1
+
+
+@pytest.mark.parametrize('text, message', [
+    ('[' * 100000, 'nests JSON more than 32 levels deep'),
+    ('{"a": ' * 33 + '1' + '}' * 33, 'nests JSON more than 32 levels deep'),
+    ('{"a": %s}' % ('[' * 40 + ']' * 40), 'nests JSON more than 32 levels deep'),
+    ('{"revision": %s}' % ('9' * 5000), 'not valid JSON .*an integer of 5000 digits'),
+    ('{"revision": NaN}', 'not valid JSON .*NaN is not a JSON number'),
+    ('{"revision": -Infinity}', 'not valid JSON'),
+    (b'{"a": "\xff"}', 'not valid JSON'),
+])
+def test_metadata_json_is_refused_when_deep_or_odd_without_recursion(text, message):
+    store_ = MemoryStore()
+    store_.objects[MAIN.key(bid(0), 'metadata.json')] = text if isinstance(text, bytes) else text.encode()
+    with pytest.raises(StoreError, match=message):
+        store_.read_metadata(MAIN, bid(0))
+
+
+def test_brackets_in_strings_do_not_count_as_nesting():
+    store_ = MemoryStore()
+    inside = '[' * 500 + '\\"{{{' + '\\\\'
+    document = '{"a": ' * 32 + json.dumps(inside) + '}' * 32
+    store_.objects[MAIN.key(bid(0), 'metadata.json')] = document.encode()
+    value = store_.read_metadata(MAIN, bid(0))
+    for dummy in range(32):
+        value = value['a']
+    assert value == inside
 
 
 def test_metadata_is_written_by_write_metadata_only(store):
