@@ -193,15 +193,43 @@ class Store(object):
     def _delete(self, keys):
         raise NotImplementedError
 
+    # A metadata object is a few KiB; anyone who may write to the store may have replaced one, so what is read of
+    # it and how deep its JSON nests are bounded.
+    METADATA_MAX_BYTES = MIB
+    METADATA_MAX_DEPTH = 32
+    _SMALL_CHUNK = 64 * 1024
+
     def _read_many(self, keys):
-        """{key: bytes or StoreError} for small objects (S3 reads them in parallel)."""
+        """{key: bytes or StoreError} for small objects (metadata; S3 reads them in parallel). An object above
+        METADATA_MAX_BYTES is a StoreError: refused from its size when the store tells it before the content
+        (a local file's, S3's Content-Length), else once that much was read."""
         result = {}
         for key in keys:
             try:
-                result[key] = b''.join(self._get(key, CHUNK_SIZE))
+                result[key] = self._join_small(key, self._get(key, self._SMALL_CHUNK))
             except StoreError as exc:
                 result[key] = exc
         return result
+
+    def _too_large(self, key, size=None):
+        return StoreError('%s is %s bytes, more than the %d a metadata object may have: not read (the backup is '
+                          'damaged, or someone with write access to the store replaced it)'
+                          % (self.describe(key), size if size is not None else 'more than %d' % self.METADATA_MAX_BYTES,
+                             self.METADATA_MAX_BYTES))
+
+    def _join_small(self, key, chunks):
+        """The bytes of chunks, read no further than METADATA_MAX_BYTES (StoreError above it); chunks closed."""
+        parts = []
+        total = 0
+        try:
+            for chunk in chunks:
+                total += len(chunk)
+                if total > self.METADATA_MAX_BYTES:
+                    raise self._too_large(key)
+                parts.append(bytes(chunk))
+        finally:
+            close_stream(chunks)
+        return b''.join(parts)
 
     # objects
 
@@ -249,21 +277,40 @@ class Store(object):
         return verification
 
     def read_signed(self, location, backup_id):
-        """(the metadata's bytes, the signature's text or None when the backup has no signature object)."""
-        data = b''.join(self._get(location.key(backup_id, METADATA), CHUNK_SIZE))
+        """(the metadata's bytes, the signature's text or None when the backup has no signature object).
+        Both are read no further than METADATA_MAX_BYTES (StoreError above it)."""
+        metadata_key = location.key(backup_id, METADATA)
+        signature_key = location.key(backup_id, SIGNATURE)
         listed = set(key for key, dummy in self._list(location.key(backup_id)))
-        if location.key(backup_id, SIGNATURE) not in listed:
-            return data, None
-        signature = b''.join(self._get(location.key(backup_id, SIGNATURE), CHUNK_SIZE))
-        return data, signature.decode('ascii', 'replace')
+        keys = [metadata_key] + ([signature_key] if signature_key in listed else [])
+        found = self._read_many(keys)
+        for key in keys:
+            if isinstance(found[key], StoreError):
+                raise found[key]
+        if signature_key not in found:
+            return found[metadata_key], None
+        return found[metadata_key], found[signature_key].decode('ascii', 'replace')
 
     def read_metadata(self, location, backup_id):
+        """A backup's metadata document (StoreError when it cannot be read, is too large or is not a JSON object)."""
         key = location.key(backup_id, METADATA)
-        return self._parse_metadata(key, b''.join(self._get(key, CHUNK_SIZE)))
+        data = self._read_many([key])[key]
+        if isinstance(data, StoreError):
+            raise data
+        return self._parse_metadata(key, data)
 
     def _parse_metadata(self, key, data):
+        """The JSON object of a metadata object's bytes: at most METADATA_MAX_BYTES, nested at most
+        METADATA_MAX_DEPTH deep (checked without recursion before json parses it: json recurses once per level),
+        integers of at most 64 digits, no NaN or Infinity."""
+        if len(data) > self.METADATA_MAX_BYTES:
+            raise self._too_large(key, len(data))
         try:
-            document = json.loads(data.decode('utf-8'))
+            text = data.decode('utf-8')
+            if self._json_too_deep(text, self.METADATA_MAX_DEPTH):
+                raise StoreError('%s nests JSON more than %d levels deep: the backup is damaged'
+                                 % (self.describe(key), self.METADATA_MAX_DEPTH))
+            document = json.loads(text, parse_int=self._json_int, parse_constant=self._json_constant)
         except ValueError as exc:
             raise StoreError('%s is not valid JSON (%s): the backup is damaged' % (self.describe(key), exc))
         if not isinstance(document, dict):
@@ -279,6 +326,48 @@ class Store(object):
         except StoreError as exc:
             return dict(verified=False, verification=dict(verified=False, error=str(exc)))
         return dict(verified=verification.get('verified') is True, verification=verification)
+
+    _JSON_SPECIAL = re.compile(r'[\[\]{}"\\]')
+
+    @classmethod
+    def _json_too_deep(cls, text, limit):
+        """Whether the JSON text nests arrays and objects more than limit deep (brackets inside strings do not
+        count); one pass over the special characters, no recursion."""
+        if text.count('[') + text.count('{') <= limit:
+            return False
+        depth = 0
+        in_string = False
+        escaped = -1
+        for match in cls._JSON_SPECIAL.finditer(text):
+            position = match.start()
+            if position == escaped:
+                continue
+            char = match.group()
+            if in_string:
+                if char == '\\':
+                    escaped = position + 1
+                elif char == '"':
+                    in_string = False
+            elif char == '"':
+                in_string = True
+            elif char in '[{':
+                depth += 1
+                if depth > limit:
+                    return True
+            elif char in ']}':
+                depth -= 1
+        return False
+
+    @staticmethod
+    def _json_int(text):
+        # Python before 3.11 converts any number of digits, in time quadratic in their count
+        if len(text.lstrip('-')) > 64:
+            raise ValueError('an integer of %d digits' % len(text))
+        return int(text)
+
+    @staticmethod
+    def _json_constant(name):
+        raise ValueError('%s is not a JSON number' % name)
 
     # backups
 
@@ -439,6 +528,33 @@ class LocalStore(Store):
                 yield from file_chunks(handle, chunk_size)
             except (IOError, OSError) as exc:
                 raise self._failure(exc, 'read', path)
+
+    def _read_many(self, keys):
+        """Small objects: a file that is not a regular one (a fifo would block, a device never end) or larger than
+        METADATA_MAX_BYTES is refused before it is read."""
+        result = {}
+        for key in keys:
+            path = self._path(key)
+            try:
+                try:
+                    fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0))
+                except OSError as exc:
+                    raise self._failure(exc, 'read', path)
+                handle = os.fdopen(fd, 'rb')
+                try:
+                    found = os.fstat(fd)
+                    if not stat.S_ISREG(found.st_mode):
+                        raise StoreError('%s is not a regular file: not read (the backup is damaged, or someone with '
+                                         'write access to the store replaced it)' % path)
+                    if found.st_size > self.METADATA_MAX_BYTES:
+                        raise self._too_large(key, found.st_size)
+                except BaseException:
+                    handle.close()
+                    raise
+                result[key] = self._join_small(key, self._read(handle, path, self._SMALL_CHUNK))
+            except StoreError as exc:
+                result[key] = exc
+        return result
 
     def _list(self, prefix):
         top = self._path(prefix.rstrip('/'))
@@ -746,7 +862,13 @@ class S3Store(Store):
 
         def read(key):
             try:
-                return key, b''.join(self._get(key, CHUNK_SIZE))
+                response = self._call('download', key, self.client.get_object, Bucket=self.bucket,
+                                      Key=self._key(key))
+                size = response.get('ContentLength')
+                if size is not None and size > self.METADATA_MAX_BYTES:
+                    response['Body'].close()
+                    raise self._too_large(key, size)
+                return key, self._join_small(key, self._read(response['Body'], key, self._SMALL_CHUNK))
             except StoreError as exc:
                 return key, exc
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(keys)))
@@ -922,88 +1044,341 @@ class ResourceArchive(object):
             yield data
 
 
-def _safe_target(dest, name):
-    clean = os.path.normpath(name)
-    if os.path.isabs(name) or clean == '..' or clean.startswith('..' + os.sep) or clean in ('', '.'):
+# What extract_resources accepts by default: kubeadm's /etc/kubernetes holds tens of files of a few KiB each.
+EXTRACT_MAX_FILES = 10000
+EXTRACT_MAX_BYTES = 1024 * MIB
+# An extended header (pax, GNU long name) of a member carries its names: a few KiB at most. ResourceArchive writes
+# one before a member at most; a chain of them is refused (tarfile reads each chain by recursion).
+_EXTENDED_HEADER_MAX = 64 * 1024
+_EXTENDED_HEADER_CHAIN = 3
+_EXTENDED_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
+                   tarfile.GNUTYPE_LONGLINK)
+_FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE)
+# Permission bits a restored file keeps: setuid, setgid, sticky and group/other write are dropped.
+_MODE_KEPT = 0o755
+_MAX_ID = 2 ** 32 - 2          # chown's -1 (4294967295) means "leave as is"
+_MAX_MTIME = 2 ** 40
+_DIRECTORY_FLAGS = os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0) | getattr(os, 'O_NOFOLLOW', 0)
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile's member header with bounds: an extended header above _EXTENDED_HEADER_MAX (tarfile reads it
+    whole into memory) and more than _EXTENDED_HEADER_CHAIN of them before a member are refused."""
+
+    @classmethod
+    def frombuf(cls, buf, encoding, errors):
+        obj = super(_BoundedTarInfo, cls).frombuf(buf, encoding, errors)
+        if obj.size < 0 or (obj.type in _EXTENDED_TYPES and obj.size > _EXTENDED_HEADER_MAX):
+            raise StoreError('the resources archive is damaged: an extended tar header of %d bytes (at most %d are '
+                             'read): refusing it' % (obj.size, _EXTENDED_HEADER_MAX))
+        return obj
+
+    @classmethod
+    def fromtarfile(cls, tar):
+        depth = getattr(tar, '_etcdops_header_depth', 0)
+        if depth > _EXTENDED_HEADER_CHAIN:
+            raise StoreError('the resources archive is damaged: more than %d extended tar headers in a row: '
+                             'refusing it' % _EXTENDED_HEADER_CHAIN)
+        tar._etcdops_header_depth = depth + 1
+        try:
+            return super(_BoundedTarInfo, cls).fromtarfile(tar)
+        finally:
+            tar._etcdops_header_depth = depth
+
+
+def _safe_target(name, what='member'):
+    """The components of an archive name (a member's, or a hard link's target): refused when it is empty,
+    absolute, climbs with '..' or holds a NUL."""
+    if not isinstance(name, str) or not name or '\0' in name:
+        raise StoreError('the resources archive holds a %s named %r, which is not a path: refusing it' % (what, name))
+    parts = [part for part in name.split('/') if part not in ('', '.')]
+    if name.startswith('/') or not parts or '..' in parts:
         raise StoreError('the resources archive holds %r, a path outside its root: refusing to restore it' % name)
-    return os.path.join(dest, clean)
+    return parts
 
 
-def extract_resources(chunks, dest, restore_owner=None):
-    """Restore a ResourceArchive stream under dest (created 0700 if missing); files are written to a temporary
-    name and renamed, modes and times restored (owners too when running as root). Returns the members."""
+def _inside(path, directory):
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+def _temporary_name(name):
+    return '.%s.%s.tmp' % (name, binascii.hexlify(os.urandom(4)).decode('ascii'))
+
+
+class _Extraction(object):
+    """One extract_resources run. Every write is relative to a descriptor of its directory, which was opened
+    component by component from dest with O_NOFOLLOW: no write goes through a symlink, whether the archive placed
+    it earlier or it was in dest before. A file, symlink or hard link is made under a temporary name and renamed
+    over its name, which replaces a symlink there instead of writing through it."""
+
+    def __init__(self, dest, root_fd, restore_owner, max_files, max_bytes):
+        self.dest = dest
+        self.real_dest = os.path.realpath(dest)
+        self.root_fd = root_fd
+        self.restore_owner = restore_owner
+        self.max_files = max_files
+        self.max_bytes = max_bytes
+        self.count = 0
+        self.size = 0
+        self.files = {}        # name -> (st_dev, st_ino) of a regular file written by this run
+        self.symlinks = []     # [(name, link target)]
+        self.directories = []  # [(parts, member, mode)]
+
+    def refuse(self, member_name, what):
+        return StoreError('the resources archive holds %s, %s: refusing it' % (member_name, what))
+
+    def open_parent(self, parts, create=True):
+        """A descriptor of the directory that holds parts[-1]; every directory on the way must be a real one
+        (created 0700 when missing and create is set)."""
+        fd = os.dup(self.root_fd)
+        try:
+            for index, part in enumerate(parts[:-1]):
+                try:
+                    child = os.open(part, _DIRECTORY_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno != errno.ENOENT or not create:
+                        raise self._not_a_directory(fd, part, parts[:index + 1], exc)
+                    try:
+                        os.mkdir(part, 0o700, dir_fd=fd)
+                    except FileExistsError:
+                        pass
+                    child = os.open(part, _DIRECTORY_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _not_a_directory(self, fd, part, parts, exc):
+        path = os.path.join(self.dest, *parts)
+        try:
+            mode = os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode
+        except OSError:
+            return exc
+        if stat.S_ISLNK(mode):
+            return StoreError('restoring the resources archive would write through the symlink %s: refusing it' % path)
+        if not stat.S_ISDIR(mode):
+            return StoreError('restoring the resources archive needs %s to be a directory, and it is not: refusing it'
+                              % path)
+        return exc
+
+    def check_limits(self, member):
+        self.count += 1
+        if self.count > self.max_files:
+            raise StoreError('the resources archive holds more than %d members (max_files): refusing it'
+                             % self.max_files)
+        if member.type in _FILE_TYPES:
+            self.size += member.size
+            if self.size > self.max_bytes:
+                raise StoreError('the resources archive holds more than %d bytes of files (max_bytes), %s among them: '
+                                 'refusing it' % (self.max_bytes, member.name))
+
+    def attributes(self, member, name):
+        """(mode, owner or None, mtime) to restore, or a StoreError for values no file can have."""
+        mode = stat.S_IMODE(member.mode) & _MODE_KEPT
+        mtime = member.mtime
+        if not isinstance(mtime, (int, float)) or not 0 <= mtime <= _MAX_MTIME:  # NaN fails both comparisons
+            raise self.refuse(name, 'with the modification time %r' % (mtime,))
+        owner = None
+        if self.restore_owner:
+            if not (0 <= member.uid <= _MAX_ID and 0 <= member.gid <= _MAX_ID):
+                raise self.refuse(name, 'owned by %r:%r' % (member.uid, member.gid))
+            owner = (member.uid, member.gid)
+        return mode, owner, mtime
+
+    def member(self, tar, member):
+        """Restore one member; its listing entry."""
+        self.check_limits(member)
+        parts = _safe_target(member.name)
+        name = '/'.join(parts)
+        if member.sparse is not None or not (member.type in _FILE_TYPES or member.isdir() or member.issym()
+                                             or member.islnk()):
+            raise self.refuse(name, 'neither a file, a directory, a symlink nor a hard link (a device, a fifo, a '
+                                    'sparse file...)')
+        mode, owner, mtime = self.attributes(member, name)
+        parent = self.open_parent(parts)
+        try:
+            if member.isdir():
+                self._directory(parent, parts, member, mode, owner, mtime)
+                kind = 'directory'
+            elif member.type in _FILE_TYPES:
+                self.files[name] = _extract_file(tar, member, parent, parts[-1], (mode, owner, mtime))
+                kind = 'file'
+            elif member.issym():
+                self._symlink(parent, parts, member)
+                kind = 'symlink'
+            else:
+                self.files[name] = self._hardlink(parent, parts, member)
+                kind = 'hardlink'
+        finally:
+            os.close(parent)
+        return {'name': name, 'type': kind, 'mode': '%04o' % mode, 'size': member.size if kind == 'file' else 0}
+
+    def _directory(self, parent, parts, member, mode, owner, mtime):
+        try:
+            os.mkdir(parts[-1], 0o700, dir_fd=parent)
+        except FileExistsError:
+            existing = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False).st_mode
+            if not stat.S_ISDIR(existing):
+                raise self._not_a_directory(parent, parts[-1], parts, OSError(errno.EEXIST, 'exists'))
+        self.directories.append((parts, member, (mode, owner, mtime)))
+
+    def _symlink(self, parent, parts, member):
+        name = '/'.join(parts)
+        link = member.linkname
+        if not link or '\0' in link or os.path.isabs(link):
+            raise self.refuse(name, 'a symlink to %r, which leaves %s' % (link, self.dest))
+        resolved = os.path.realpath(os.path.join(self.real_dest, *(parts[:-1] + [link])))
+        if not _inside(resolved, self.real_dest):
+            raise self.refuse(name, 'a symlink to %r, which leaves %s' % (link, self.dest))
+        _make_and_rename(parent, parts[-1], lambda temporary: os.symlink(link, temporary, dir_fd=parent))
+        self.symlinks.append((name, link))
+
+    def _hardlink(self, parent, parts, member):
+        name = '/'.join(parts)
+        source = _safe_target(member.linkname, 'hard link target')
+        source_name = '/'.join(source)
+        expected = self.files.get(source_name)
+        if expected is None:
+            raise self.refuse(name, 'a hard link to %r, which is not a file this archive restored before it'
+                                    % member.linkname)
+        source_parent = self.open_parent(source, create=False)
+        try:
+            found = os.stat(source[-1], dir_fd=source_parent, follow_symlinks=False)
+            if not stat.S_ISREG(found.st_mode) or (found.st_dev, found.st_ino) != expected:
+                raise self.refuse(name, 'a hard link to %r, which is no longer the file this archive restored there'
+                                        % member.linkname)
+            _make_and_rename(parent, parts[-1], lambda temporary: os.link(
+                source[-1], temporary, src_dir_fd=source_parent, dst_dir_fd=parent, follow_symlinks=False))
+        finally:
+            os.close(source_parent)
+        return expected
+
+    def finish(self):
+        """Directory attributes (last: a read-only directory must not stop the files going into it), then every
+        symlink resolved once more: a later member can make an earlier symlink's target lead elsewhere."""
+        for parts, dummy, attributes in reversed(self.directories):
+            parent = self.open_parent(parts, create=False)
+            try:
+                fd = os.open(parts[-1], _DIRECTORY_FLAGS, dir_fd=parent)
+            finally:
+                os.close(parent)
+            try:
+                _apply_attributes(fd, attributes)
+            finally:
+                os.close(fd)
+        escaping = [(name, link) for name, link in self.symlinks
+                    if not _inside(os.path.realpath(os.path.join(self.real_dest, name)), self.real_dest)]
+        for name, dummy in escaping:
+            parts = name.split('/')
+            parent = self.open_parent(parts, create=False)
+            try:
+                os.unlink(parts[-1], dir_fd=parent)
+            finally:
+                os.close(parent)
+        if escaping:
+            raise StoreError('the resources archive holds symlinks that lead out of %s through other symlinks '
+                             '(%s): they were removed, refusing the archive' % (self.dest, ', '.join(
+                                 '%s -> %s' % item for item in escaping)))
+
+
+def _members(tar):
+    """The members of a tar stream; what tarfile raises on a damaged header, as a StoreError."""
+    while True:
+        try:
+            member = tar.next()
+        except StoreError:
+            raise
+        except (tarfile.TarError, ValueError, OverflowError, EOFError) as exc:
+            raise StoreError('the resources archive is damaged or not a tar stream: %s' % exc)
+        if member is None:
+            return
+        yield member
+
+
+def extract_resources(chunks, dest, restore_owner=None, max_files=EXTRACT_MAX_FILES, max_bytes=EXTRACT_MAX_BYTES):
+    """Restore a ResourceArchive stream under dest (created 0700 if missing); returns the members.
+
+    Members are directories, regular files, symlinks and hard links (ResourceArchive writes a hard link for a
+    second name of a file); anything else (devices, fifos, sparse files) is refused. Names must be relative and
+    not climb ('..'); a symlink must lead to dest or under it, resolved against dest (absolute targets are
+    refused), and still so after the last member; a hard link must name a file restored before it. Nothing is
+    written through a symlink: the archive's own, or one already in dest. More than max_files members or
+    max_bytes of file content are refused. Files are written to a temporary name and renamed; modes (without
+    setuid, setgid, sticky, group or other write), times, and owners when running as root (restore_owner) are
+    restored. A refusal is a StoreError; what was restored before it stays under dest.
+    """
     dest = os.path.abspath(dest)
     if restore_owner is None:
         restore_owner = hasattr(os, 'geteuid') and os.geteuid() == 0
     try:
         os.makedirs(dest, mode=0o700, exist_ok=True)
+        root_fd = os.open(dest, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
     except OSError as exc:
         raise StoreError('cannot create %s: %s' % (dest, exc.strerror or exc))
+    run = _Extraction(dest, root_fd, restore_owner, max_files, max_bytes)
     members = []
-    directories = []
-    reader = ChunkReader(chunks)
     try:
-        with tarfile.open(fileobj=reader, mode='r|') as tar:
-            for member in tar:
-                target = _safe_target(dest, member.name)
-                parent = os.path.dirname(target)
-                if not os.path.isdir(parent):
-                    os.makedirs(parent, mode=0o700, exist_ok=True)
-                if member.isdir():
-                    if not os.path.isdir(target):
-                        os.mkdir(target, 0o700)
-                    directories.append((target, member))
-                    kind = 'directory'
-                elif member.isfile():
-                    _extract_file(tar, member, target, restore_owner)
-                    kind = 'file'
-                elif member.issym():
-                    link = os.path.normpath(os.path.join(os.path.dirname(target), member.linkname))
-                    if os.path.isabs(member.linkname) or not (link == dest or link.startswith(dest + os.sep)):
-                        raise StoreError('the resources archive holds a symlink %s -> %s that leaves %s: refusing it'
-                                         % (member.name, member.linkname, dest))
-                    if os.path.lexists(target):
-                        os.unlink(target)
-                    os.symlink(member.linkname, target)
-                    kind = 'symlink'
-                else:
-                    raise StoreError('the resources archive holds %s, neither a file, a directory nor a symlink: '
-                                     'refusing it' % member.name)
-                members.append({'name': member.name, 'type': kind, 'mode': '%04o' % stat.S_IMODE(member.mode),
-                                'size': member.size if kind == 'file' else 0})
+        with tarfile.open(fileobj=ChunkReader(chunks), mode='r|', tarinfo=_BoundedTarInfo) as tar:
+            for member in _members(tar):
+                members.append(run.member(tar, member))
+        run.finish()
     except tarfile.TarError as exc:
         raise StoreError('the resources archive is damaged or not a tar stream: %s' % exc)
     except (IOError, OSError) as exc:
         raise StoreError('cannot restore resources under %s: %s' % (dest, exc))
-    # Directory modes last: a read-only directory must not stop the files going into it.
-    for target, member in reversed(directories):
-        _apply_attributes(target, member, restore_owner)
+    except UnicodeError as exc:
+        raise StoreError('the resources archive holds a name this system cannot write (%s): refusing it' % exc)
+    finally:
+        os.close(root_fd)
     return members
 
 
-def _extract_file(tar, member, target, restore_owner):
-    temporary = os.path.join(os.path.dirname(target), '.%s.%s.tmp' % (
-        os.path.basename(target), binascii.hexlify(os.urandom(4)).decode('ascii')))
+def _make_and_rename(parent, name, make):
+    """make(temporary name) in the directory parent, then that renamed over name."""
+    temporary = _temporary_name(name)
+    make(temporary)
+    try:
+        os.rename(temporary, name, src_dir_fd=parent, dst_dir_fd=parent)
+    except BaseException:
+        _unlink_quietly(temporary, parent)
+        raise
+
+
+def _unlink_quietly(name, parent):
+    try:
+        os.unlink(name, dir_fd=parent)
+    except OSError:
+        pass
+
+
+def _extract_file(tar, member, parent, name, attributes):
+    """Write a member's content to name in the directory parent (through a temporary file, renamed over it);
+    the (st_dev, st_ino) of the file."""
+    temporary = _temporary_name(name)
     source = tar.extractfile(member)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), 0o600,
+                 dir_fd=parent)
     try:
         with os.fdopen(fd, 'wb') as handle:
             for chunk in file_chunks(source, CHUNK_SIZE):
                 handle.write(chunk)
             handle.flush()
+            _apply_attributes(handle.fileno(), attributes)
             os.fsync(handle.fileno())
-        _apply_attributes(temporary, member, restore_owner)
-        os.rename(temporary, target)
+            written = os.fstat(handle.fileno())
+        os.rename(temporary, name, src_dir_fd=parent, dst_dir_fd=parent)
     except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
+        _unlink_quietly(temporary, parent)
         raise
+    return written.st_dev, written.st_ino
 
 
-def _apply_attributes(path, member, restore_owner):
-    if restore_owner:
-        os.chown(path, member.uid, member.gid)
-    os.chmod(path, stat.S_IMODE(member.mode))
-    os.utime(path, (member.mtime, member.mtime))
+def _apply_attributes(fd, attributes):
+    """Owner (first: chown clears setuid bits), mode and times of an open file or directory."""
+    mode, owner, mtime = attributes
+    if owner is not None:
+        os.fchown(fd, owner[0], owner[1])
+    os.fchmod(fd, mode)
+    os.utime(fd, (mtime, mtime))

@@ -25,7 +25,7 @@ import pytest
 
 from ansible_collections.etcdops.etcd.plugins.module_utils import _retention, _streams
 from ansible_collections.etcdops.etcd.plugins.module_utils._store import (
-    LocalStore, ResourceArchive, S3Store, StoreError, backup_time, etcd_location, extract_resources,
+    LocalStore, ResourceArchive, S3Store, Store, StoreError, backup_time, etcd_location, extract_resources,
     new_backup_id, object_name, resources_location,
 )
 
@@ -226,6 +226,110 @@ def test_damaged_metadata_is_listed_as_failed_not_hidden(store):
     assert records[0]['verified'] is False and 'not valid JSON' in records[0]['error']
     with pytest.raises(StoreError, match='not valid JSON'):
         store.read_metadata(MAIN, bid(0))
+
+
+class MemoryStore(Store):
+    """A store in a dict, its objects served in 64 KiB chunks; endless when the value is None."""
+
+    def __init__(self):
+        self.objects = {}
+        self.served = 0
+        self.closed = 0
+
+    def describe(self, key=''):
+        return 'memory://' + key
+
+    def _put(self, key, chunks, metadata=False):
+        self.objects[key] = b''.join(chunks)
+
+    def _get(self, key, chunk_size):
+        data = self.objects[key]
+        try:
+            offset = 0
+            while data is None or offset < len(data):
+                self.served += 1
+                yield b'{' * chunk_size if data is None else data[offset:offset + chunk_size]
+                offset += chunk_size
+        finally:
+            self.closed += 1
+
+    def _list(self, prefix):
+        return [(key, len(value or b'')) for key, value in self.objects.items() if key.startswith(prefix)]
+
+    def _delete(self, keys):
+        for key in keys:
+            self.objects.pop(key, None)
+
+
+def test_metadata_above_the_bound_is_refused_from_its_size_before_it_is_read(store, monkeypatch):
+    complete_backup(store, MAIN, bid(1))
+    key = MAIN.key(bid(0), 'metadata.json')
+    store._put(key, iter([b'{"pad": "' + b'x' * (2 * MIB) + b'"}']), metadata=True)
+    reads = []
+    original = store._read
+    monkeypatch.setattr(store, '_read', lambda *args: reads.append(args[-2]) or original(*args))
+    records = store.list_backups(MAIN)
+    assert [r['id'] for r in records] == [bid(0), bid(1)]
+    assert records[0]['verified'] is False
+    assert records[0]['error'].startswith('%s is %d bytes, more than the 1048576 a metadata object may have'
+                                          % (store.describe(key), 2 * MIB + 11))
+    assert records[1]['revision'] == 42
+    with pytest.raises(StoreError, match='more than the 1048576 a metadata object may have'):
+        store.read_metadata(MAIN, bid(0))
+    assert key not in reads and store.describe(key) not in reads and len(reads) == 1  # only bid(1)'s was read
+
+
+def test_a_local_metadata_of_2_gib_or_a_device_is_not_read(tmp_path):
+    store_ = LocalStore(str(tmp_path / 'store'))
+    complete_backup(store_, MAIN, bid(0))
+    path = tmp_path / 'store' / MAIN.key(bid(0), 'metadata.json')
+    with open(str(path), 'r+b') as handle:
+        handle.truncate(2 * 1024 * MIB)  # sparse: no disk used
+    with pytest.raises(StoreError, match=r'metadata.json is 2147483648 bytes, more than the 1048576'):
+        store_.read_metadata(MAIN, bid(0))
+    path.unlink()
+    os.symlink('/dev/zero', str(path))
+    with pytest.raises(StoreError, match='metadata.json is not a regular file'):
+        store_.read_metadata(MAIN, bid(0))
+    path.unlink()
+    os.mkfifo(str(path))  # opening it to read would wait for a writer
+    [record] = store_.list_backups(MAIN)
+    assert 'not a regular file' in record['error']
+
+
+def test_a_metadata_object_of_unknown_size_is_read_no_further_than_the_bound():
+    store_ = MemoryStore()
+    store_.objects[MAIN.key(bid(0), 'metadata.json')] = None  # endless
+    with pytest.raises(StoreError, match='is more than 1048576 bytes, more than the 1048576'):
+        store_.read_metadata(MAIN, bid(0))
+    assert store_.served == MIB // (64 * 1024) + 1 and store_.closed == 1
+
+
+@pytest.mark.parametrize('text, message', [
+    ('[' * 100000, 'nests JSON more than 32 levels deep'),
+    ('{"a": ' * 33 + '1' + '}' * 33, 'nests JSON more than 32 levels deep'),
+    ('{"a": %s}' % ('[' * 40 + ']' * 40), 'nests JSON more than 32 levels deep'),
+    ('{"revision": %s}' % ('9' * 5000), 'not valid JSON .*an integer of 5000 digits'),
+    ('{"revision": NaN}', 'not valid JSON .*NaN is not a JSON number'),
+    ('{"revision": -Infinity}', 'not valid JSON'),
+    (b'{"a": "\xff"}', 'not valid JSON'),
+])
+def test_metadata_json_is_refused_when_deep_or_odd_without_recursion(text, message):
+    store_ = MemoryStore()
+    store_.objects[MAIN.key(bid(0), 'metadata.json')] = text if isinstance(text, bytes) else text.encode()
+    with pytest.raises(StoreError, match=message):
+        store_.read_metadata(MAIN, bid(0))
+
+
+def test_brackets_in_strings_do_not_count_as_nesting():
+    store_ = MemoryStore()
+    inside = '[' * 500 + '\\"{{{' + '\\\\'
+    document = '{"a": ' * 32 + json.dumps(inside) + '}' * 32
+    store_.objects[MAIN.key(bid(0), 'metadata.json')] = document.encode()
+    value = store_.read_metadata(MAIN, bid(0))
+    for dummy in range(32):
+        value = value['a']
+    assert value == inside
 
 
 def test_metadata_is_written_by_write_metadata_only(store):
@@ -667,20 +771,22 @@ def test_resources_paths_outside_the_root_or_missing_are_refused(kubernetes_dir,
         ResourceArchive(str(root), ['pki', 'encryption.yaml'])
 
 
-def evil_tar(add):
+def evil_tar(*adds):
     import io
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode='w') as tar:
-        add(tar)
+        for add in adds:
+            add(tar)
     return buffer.getvalue()
 
 
-def regular(name, data=b'x'):
+def regular(name, data=b'x', mode=0o644):
     import io
 
     def add(tar):
         info = tarfile.TarInfo(name)
         info.size = len(data)
+        info.mode = mode
         tar.addfile(info, io.BytesIO(data))
     return add
 
@@ -694,20 +800,178 @@ def link(name, target, kind=tarfile.SYMTYPE):
     return add
 
 
-@pytest.mark.parametrize('add, message', [
-    (regular('../escape'), 'outside its root'),
-    (regular('/etc/passwd'), 'outside its root'),
-    (regular('pki/../../escape'), 'outside its root'),
-    (link('pki/evil', '/etc/shadow'), 'leaves'),
-    (link('pki/evil', '../../x'), 'leaves'),
-    (link('pki/hard', 'pki/ca.key', tarfile.LNKTYPE), 'neither a file'),
-    (link('dev/null', '', tarfile.CHRTYPE), 'neither a file'),
+def directory(name):
+    def add(tar):
+        info = tarfile.TarInfo(name)
+        info.type = tarfile.DIRTYPE
+        info.mode = 0o755
+        tar.addfile(info)
+    return add
+
+
+def raw_header(name, kind, data=b''):
+    """One header block (ustar) and its data blocks, whatever the type: pax headers written by hand."""
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.size = len(data)
+    padding = (-len(data)) % tarfile.BLOCKSIZE
+    return info.tobuf(tarfile.USTAR_FORMAT) + data + b'\0' * padding
+
+
+def pax_record(keyword, value):
+    body = b' %s=%s\n' % (keyword, value)
+    size = len(body) + 1
+    while len(b'%d' % size) + len(body) != size:
+        size += 1
+    return b'%d' % size + body
+
+
+def snapshot_of(tmp_path):
+    """Every path under tmp_path with what it is (type, target or content): what an extraction may change."""
+    found = {}
+    for current, directories, files in os.walk(str(tmp_path)):
+        for name in directories + files:
+            path = os.path.join(current, name)
+            if os.path.islink(path):
+                found[path] = ('link', os.readlink(path))
+            elif os.path.isfile(path):
+                found[path] = ('file', Path(path).read_bytes())
+            else:
+                found[path] = ('dir', None)
+    return found
+
+
+def changed_outside(before, after, dest):
+    changed = set(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    return sorted(path for path in changed if not path.startswith(str(dest) + os.sep))
+
+
+@pytest.mark.parametrize('adds, message', [
+    ([regular('../escape')], 'outside its root'),
+    ([regular('/etc/passwd')], 'outside its root'),
+    ([regular('pki/../../escape')], 'outside its root'),
+    ([regular('pki/../ca.crt')], 'outside its root'),
+    ([link('pki/evil', '/etc/shadow')], 'leaves'),
+    ([link('pki/evil', '../../x')], 'leaves'),
+    # a symlink to a place inside, then a member written through it
+    ([link('loop', '.'), regular('loop/escape')], 'write through the symlink .*/dest/loop'),
+    ([directory('pki'), link('pki/up', '..'), link('pki/up2', 'up/..')], 'leaves'),
+    # a chain: each link resolves inside dest when it is made, the first leaves once the second exists
+    ([link('x', 'y/..'), link('y', '.')], r'lead out of .*x -> y/\.\.'),
+    ([link('pki/hard', 'pki/ca.key', tarfile.LNKTYPE)], 'not a file this archive restored before it'),
+    ([link('pki/passwd', '/etc/passwd', tarfile.LNKTYPE)], "'/etc/passwd', a path outside its root"),
+    ([link('pki/passwd', '../../../../etc/passwd', tarfile.LNKTYPE)], 'outside its root'),
+    ([regular('a'), link('pki/hard', 'pki/../a', tarfile.LNKTYPE)], 'outside its root'),
+    ([link('dev/null', '', tarfile.CHRTYPE)], 'neither a file, a directory, a symlink nor a hard link'),
+    ([link('dev/sda', '', tarfile.BLKTYPE)], 'neither a file'),
+    ([link('fifo', '', tarfile.FIFOTYPE)], 'neither a file'),
+    ([link('contiguous', '', tarfile.CONTTYPE)], 'neither a file'),
 ])
-def test_extract_refuses_archives_that_leave_their_root(tmp_path, add, message):
+def test_extract_refuses_archives_that_leave_their_root(tmp_path, adds, message):
     dest = tmp_path / 'dest'
+    (tmp_path / 'outside').mkdir()
+    (tmp_path / 'outside' / 'victim').write_bytes(b'untouched')
+    before = snapshot_of(tmp_path)
     with pytest.raises(StoreError, match=message):
-        extract_resources([evil_tar(add)], str(dest))
-    assert not (tmp_path / 'escape').exists()
+        extract_resources([evil_tar(*adds)], str(dest))
+    assert changed_outside(before, snapshot_of(tmp_path), dest) == [str(dest)]  # dest itself was created
+    assert not [p for p in dest.rglob('*') if p.is_symlink() and not str(p.resolve()).startswith(str(dest))]
+
+
+def test_extract_never_writes_through_a_symlink_already_in_dest(tmp_path):
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    (outside / 'ca.crt').write_bytes(b'outside')
+    os.symlink(str(outside), str(dest / 'pki'))
+    before = snapshot_of(tmp_path)
+    with pytest.raises(StoreError, match='write through the symlink %s' % (dest / 'pki')):
+        extract_resources([evil_tar(regular('pki/ca.crt', b'evil'))], str(dest))
+    with pytest.raises(StoreError, match='write through the symlink'):
+        extract_resources([evil_tar(regular('pki/sub/ca.crt', b'evil'))], str(dest))
+    with pytest.raises(StoreError, match='write through the symlink'):
+        extract_resources([evil_tar(directory('pki'))], str(dest))
+    (dest / 'manifests').write_bytes(b'a file')
+    with pytest.raises(StoreError, match='needs .*dest/manifests to be a directory'):
+        extract_resources([evil_tar(regular('manifests/etcd.yaml'))], str(dest))
+    assert changed_outside(before, snapshot_of(tmp_path), dest) == []
+    # a symlink where a file goes is replaced by the file, not written through
+    os.symlink(str(outside / 'ca.crt'), str(dest / 'ca.crt'))
+    extract_resources([evil_tar(regular('ca.crt', b'restored'))], str(dest))
+    assert (outside / 'ca.crt').read_bytes() == b'outside'
+    assert not (dest / 'ca.crt').is_symlink() and (dest / 'ca.crt').read_bytes() == b'restored'
+
+
+def test_extract_limits_the_number_of_members_and_the_bytes(tmp_path):
+    many = evil_tar(*[regular('f%d' % i) for i in range(6)])
+    with pytest.raises(StoreError, match='more than 5 members'):
+        extract_resources([many], str(tmp_path / 'a'), max_files=5)
+    assert len(extract_resources([many], str(tmp_path / 'b'), max_files=6)) == 6
+
+    big = evil_tar(regular('small', b'x' * 600), regular('big', b'y' * 500))
+    with pytest.raises(StoreError, match='more than 1000 bytes of files .*, big among them'):
+        extract_resources([big], str(tmp_path / 'c'), max_bytes=1000)
+    assert (tmp_path / 'c' / 'small').exists() and not list((tmp_path / 'c').glob('*big*'))
+
+    # 2 GiB announced by a header: refused by the default bound before any of it is read
+    info = tarfile.TarInfo('huge')
+    info.size = 2 * 1024 * MIB
+    claim = info.tobuf(tarfile.GNU_FORMAT) + b'\0' * 4096
+    with pytest.raises(StoreError, match='more than 1073741824 bytes of files'):
+        extract_resources([claim], str(tmp_path / 'd'))
+    assert not os.listdir(str(tmp_path / 'd'))
+
+
+def test_extract_refuses_extended_header_bombs_and_names_with_nul(tmp_path):
+    member = raw_header('file', tarfile.REGTYPE, b'data')
+    end = b'\0' * 1024
+    chain = b''.join(raw_header('././@PaxHeader', tarfile.XHDTYPE, pax_record(b'comment', b'x')) for _ in range(400))
+    with pytest.raises(StoreError, match='more than 3 extended tar headers in a row'):
+        extract_resources([chain + member + end], str(tmp_path / 'a'))
+    large = raw_header('././@PaxHeader', tarfile.XHDTYPE, pax_record(b'comment', b'x' * (70 * 1024)))
+    with pytest.raises(StoreError, match='an extended tar header of 71'):
+        extract_resources([large + member + end], str(tmp_path / 'b'))
+    nul = raw_header('././@PaxHeader', tarfile.XHDTYPE, pax_record(b'path', b'pki/a\0b'))
+    with pytest.raises(StoreError, match='which is not a path'):
+        extract_resources([nul + member + end], str(tmp_path / 'c'))
+    # the ordinary case of one extended header before the member extracts
+    one = raw_header('././@PaxHeader', tarfile.XHDTYPE, pax_record(b'path', b'pki/' + b'n' * 150))
+    assert [m['name'] for m in extract_resources([one + member + end], str(tmp_path / 'e'))] == ['pki/' + 'n' * 150]
+
+
+def test_extract_drops_setuid_and_group_write_and_refuses_impossible_owners_and_times(tmp_path):
+    extract_resources([evil_tar(regular('tool', b'#!/bin/sh\n', mode=0o6777))], str(tmp_path / 'a'),
+                      restore_owner=False)
+    assert stat.S_IMODE((tmp_path / 'a' / 'tool').stat().st_mode) == 0o755
+
+    def odd(**fields):
+        import io
+
+        def add(tar):
+            info = tarfile.TarInfo('f')
+            info.size = 1
+            for key, value in fields.items():
+                setattr(info, key, value)
+            tar.addfile(info, io.BytesIO(b'x'))
+        return add
+    with pytest.raises(StoreError, match='with the modification time'):
+        extract_resources([evil_tar(odd(mtime=2 ** 60))], str(tmp_path / 'b'))
+    with pytest.raises(StoreError, match=r'owned by 4294967295:0'):
+        extract_resources([evil_tar(odd(uid=2 ** 32 - 1))], str(tmp_path / 'c'), restore_owner=True)
+
+
+def test_extract_restores_the_hard_links_a_resources_archive_holds(kubernetes_dir, tmp_path):
+    root, files = kubernetes_dir
+    os.link(str(root / 'pki' / 'ca.key'), str(root / 'pki' / 'ca-hard.key'))
+    archive = ResourceArchive(str(root), ['pki'])
+    stream = b''.join(archive)
+    dest = tmp_path / 'restored'
+    restored = extract_resources([stream], str(dest))
+    # the first of the two names in the archive's order is the file, the second the hard link
+    assert {'name': 'pki/ca.key', 'type': 'hardlink', 'mode': '0600', 'size': 0} in restored
+    assert (dest / 'pki' / 'ca-hard.key').stat().st_ino == (dest / 'pki' / 'ca.key').stat().st_ino
+    assert (dest / 'pki' / 'ca-hard.key').read_bytes() == files['pki/ca.key'][1]
 
 
 def test_extract_of_a_damaged_archive_fails_clearly(tmp_path):
