@@ -13,11 +13,10 @@ metadata, fetch, identity, decrypt, sha256, write.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import json
 
 from ansible_collections.etcdops.etcd.plugins.module_utils._signing import SigningError, trusted_keys, verify
 from ansible_collections.etcdops.etcd.plugins.module_utils._snapshot import SnapshotError
-from ansible_collections.etcdops.etcd.plugins.module_utils._store import SIGNATURE, StoreError
+from ansible_collections.etcdops.etcd.plugins.module_utils._store import METADATA, SIGNATURE, StoreError
 from ansible_collections.etcdops.etcd.plugins.module_utils._streams import (
     Sha256,
     StreamError,
@@ -111,11 +110,10 @@ class Trust(object):
                 else:
                     raise FetchError(exc.msg, exc.kind)
         try:
-            document = json.loads(data.decode('utf-8'))
-        except (ValueError, UnicodeError) as exc:
-            raise FetchError('its metadata is not JSON: %s' % exc, 'metadata')
-        if not isinstance(document, dict):
-            raise FetchError('its metadata is not a JSON object', 'metadata')
+            # bounded as every metadata read (size, nesting, digits): unsigned bytes reach it with accept_unsigned
+            document = self.store.parse_metadata(self.location.key(backup_id, METADATA), data)
+        except StoreError as exc:
+            raise FetchError('its metadata cannot be used: %s' % exc, 'metadata')
         claimed = (document.get('backup_id'), document.get('cluster_name'), document.get('kind'),
                    document.get('etcd_cluster') if self.location.kind == 'etcd' else None)
         expected = (backup_id, self.location.cluster_name, self.location.kind, self.location.etcd_cluster)
@@ -143,7 +141,8 @@ def choose_trusted(listed, backup_id, trust):
             return None, None, []
         return record, trust.document(record), []
     readable = [record for record in listed if not record.get('error')]
-    ordered = [r for r in readable if r.get('verified') is True] + [r for r in readable if r.get('verified') is not True]
+    ordered = ([r for r in readable if r.get('verified') is True]
+               + [r for r in readable if r.get('verified') is not True])
     skipped = []
     for record in ordered:
         try:

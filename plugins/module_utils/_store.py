@@ -299,6 +299,10 @@ class Store(object):
             raise data
         return self._parse_metadata(key, data)
 
+    def parse_metadata(self, key, data):
+        """The bounded parse of metadata bytes read by other means (read_signed): see _parse_metadata."""
+        return self._parse_metadata(key, data)
+
     def _parse_metadata(self, key, data):
         """The JSON object of a metadata object's bytes: at most METADATA_MAX_BYTES, nested at most
         METADATA_MAX_DEPTH deep (checked without recursion before json parses it: json recurses once per level),

@@ -216,3 +216,14 @@ def test_latest_is_the_newest_verified_backup_else_the_newest():
     assert choose_backup([dict(id='z', error='damaged'), dict(id='y')])['id'] == 'y'
     assert choose_backup(listed, 'a')['id'] == 'a' and choose_backup(listed, 'q') is None
     assert choose_backup([]) is None
+
+
+def test_unsigned_metadata_is_parsed_with_the_store_bounds(monkeypatch, tmp_path):
+    # accept_unsigned lets unverified bytes reach the JSON parser: nesting that would exhaust Python's recursion is
+    # a clear refusal, not a traceback
+    done = backup_run(monkeypatch, FakeClient(), tmp_path, resources=False, signing='none')
+    assert not done.failed, done.result
+    base = tmp_path / 'store' / 'lab' / 'backups' / 'etcd' / 'main' / done.result['backup_id']
+    (base / 'metadata.json').write_text('{"a": ' + '[' * 200000 + ']' * 200000 + '}')
+    refused = fetch(tmp_path, identity_file=None, backup_id=done.result['backup_id'], accept_unsigned=True)
+    assert refused.failed and 'levels deep' in refused.result['msg'], refused.result
