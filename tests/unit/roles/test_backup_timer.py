@@ -121,3 +121,11 @@ def test_bad_options_are_refused_before_anything_is_written(tmp_path):
         rc, tasks, out = run(tmp_path, options(tmp_path, **bad))
         assert rc != 0 and "The timer needs backup_timer_host" in tasks["Check the timer options"]["msg"], bad
         assert os.listdir(tmp_path / "units") == [] and not (tmp_path / "conf").exists()
+
+
+def test_a_timer_whose_backups_could_not_be_encrypted_is_refused_before_anything_is_written(tmp_path):
+    rc, tasks, out = run(tmp_path, options(tmp_path, backup_recipients=[]))
+    assert rc != 0 and "no age recipient given" in tasks["Check that the timer's backups can be encrypted"]["msg"]
+    assert not list((tmp_path / "units").iterdir()) and not (tmp_path / "conf").exists()
+    rc, tasks, out = run(tmp_path, options(tmp_path, backup_recipients=[], backup_encryption="none"))
+    assert rc == 0, out[-3000:]
