@@ -5,6 +5,7 @@ sha256, the line's etcdutl/etcdctl restore into a scratch dir, a throwaway etcd 
 HashKV compared) -> verified true, and the listing shows it; then one byte of a stored snapshot object flipped in
 S3 -> the drill fails naming that backup, and the listing shows it failed. Nothing of the drill stays on cp1."""
 
+import json
 import subprocess
 
 import boto3
@@ -55,6 +56,11 @@ def backup(lab, public):
     return taken
 
 
+def lab_trusted_keys(lab):
+    """The public key of the lab's signing key (on every host), which restores trust."""
+    return [lab.state["keys"]["signing_public_key"]]
+
+
 def listed(lab, backup_id):
     found = run_module(lab, "cp1", "etcdops.etcd.etcd_backup_info", store_args(lab))
     assert not found.get("failed"), found.get("msg")
@@ -97,7 +103,7 @@ def test_a_flipped_byte_in_the_stored_snapshot_fails_the_drill_naming_the_backup
 
     result = run_module(lab, "cp1", "etcdops.etcd.etcd_backup_verify",
                         dict(store_args(lab), backup_id=taken["backup_id"], identity_file=IDENTITY_ON_HOST,
-                             tool=lab.state["etcd_bin_dir"]))
+                             tool=lab.state["etcd_bin_dir"], trusted_keys=lab_trusted_keys(lab)))
     assert result.get("failed") and result["verified"] is False, result
     assert "backup %s failed the restore drill" % taken["backup_id"] in result["msg"]
     assert result["error_kind"] in ("decrypt", "sha256"), result["msg"]
@@ -105,3 +111,87 @@ def test_a_flipped_byte_in_the_stored_snapshot_fails_the_drill_naming_the_backup
     assert entry["verified"] is False and taken["backup_id"] in entry["verify_error"]
     assert lab.exec("cp1", ["sh", "-c", "ls -A /var/lib/etcd-backup-drill"]).stdout.strip() == ""
     assert "AGE-SECRET-KEY" not in str(result)
+
+
+FORGED = "2099-01-01T00-00-00Z-f0f0"
+OTHER_KEY = "2099-01-02T00-00-00Z-0bad"
+
+
+def plant(lab, source_id, tmp_path):
+    """Two backups planted in the bucket by someone who can write to it, both newer than every real one and each with
+    a verification.json claiming a passed drill (latest prefers drilled backups): FORGED, the objects of source_id
+    under a newer id with unsigned metadata claiming it; OTHER_KEY, the same signed by a minisign key of their
+    own."""
+    conf = lab.state["s3"]
+    s3 = boto3.client("s3", endpoint_url=conf["endpoint_url"], aws_access_key_id=conf["access_key"],
+                      aws_secret_access_key=conf["secret_key"], region_name=conf["region"])
+    base = "%s/backups/etcd/main/" % CLUSTER
+    listing = s3.list_objects_v2(Bucket=conf["bucket"], Prefix=base + source_id + "/")["Contents"]
+    for new_id in (FORGED, OTHER_KEY):
+        for item in listing:
+            name = item["Key"].rsplit("/", 1)[1]
+            if name in ("metadata.json", "metadata.json.minisig", "verification.json"):
+                continue
+            s3.copy_object(Bucket=conf["bucket"], Key=base + new_id + "/" + name,
+                           CopySource=dict(Bucket=conf["bucket"], Key=item["Key"]))
+        document = json.loads(s3.get_object(Bucket=conf["bucket"], Key=base + source_id + "/metadata.json")["Body"].read())
+        document["backup_id"] = new_id
+        data = json.dumps(document).encode()
+        if new_id == OTHER_KEY:
+            (tmp_path / "m.json").write_bytes(data)
+            subprocess.run(["minisign", "-G", "-W", "-s", str(tmp_path / "o.key"), "-p", str(tmp_path / "o.pub")],
+                           check=True, capture_output=True)
+            subprocess.run(["minisign", "-S", "-s", str(tmp_path / "o.key"), "-m", str(tmp_path / "m.json")],
+                           check=True, capture_output=True)
+            s3.put_object(Bucket=conf["bucket"], Key=base + new_id + "/metadata.json.minisig",
+                          Body=(tmp_path / "m.json.minisig").read_bytes())
+        s3.put_object(Bucket=conf["bucket"], Key=base + new_id + "/metadata.json", Body=data)
+        s3.put_object(Bucket=conf["bucket"], Key=base + new_id + "/verification.json",
+                      Body=json.dumps(dict(verified=True, verified_at="2099-01-01T00:00:00Z")).encode())
+
+
+def manifests_and_keys(lab):
+    """What a restore that started would have changed: the static pod manifests and a key's value."""
+    return ([lab.exec(h, ["sh", "-c", "ls /etc/kubernetes/manifests"]).stdout for h in ("cp1", "cp2", "cp3")],
+            lab.etcdctl("cp1", "get", "/drill/key-00", "--print-value-only").stdout)
+
+
+def test_a_restore_from_a_bucket_with_planted_backups_refuses_them_and_latest_passes_over_them(lab, identity, tmp_path):
+    taken = backup(lab, identity)
+    found = run_module(lab, "cp1", "etcdops.etcd.etcd_backup_info", store_args(lab))
+    genuine = [b for b in found["backups"] if b.get("verified") is True] or found["backups"]
+    expected = genuine[0]["backup_id"]  # what latest is without the planted ones: the newest drilled, else newest
+    plant(lab, taken["backup_id"], tmp_path)
+    for host in ("cp2", "cp3"):  # the restore fetches on every host
+        lab.exec(host, ["sh", "-c", "umask 077 && cat > %s" % IDENTITY_ON_HOST],
+                 input=lab.exec("cp1", ["cat", IDENTITY_ON_HOST]).stdout)
+    extra = dict(playbook_vars(lab), restore_confirm=True, restore_snapshot_source="store",
+                 restore_identity_file=IDENTITY_ON_HOST)
+    before = manifests_and_keys(lab)
+    for forged, kind in ((FORGED, "is not signed"), (OTHER_KEY, "not among the trusted keys")):
+        run = run_playbook(lab, "playbooks/restore.yml", dict(extra, restore_backup_id=forged))
+        chosen = run.result("Choose the backup once, so that every host restores the same one")
+        assert run.rc != 0 and chosen.get("failed") and kind in chosen["msg"], chosen.get("msg")
+        assert manifests_and_keys(lab) == before  # refused before anything was stopped
+    # latest, in check mode: the newest trusted backup, the planted ones passed over
+    run = run_playbook(lab, "playbooks/restore.yml", dict(extra, restore_backup_id="latest"), check=True)
+    chosen = run.result("Choose the backup once, so that every host restores the same one")
+    assert run.rc == 0 and chosen["backup_id"] == expected, (chosen, run.stderr[-3000:])
+    assert sorted(s["backup_id"] for s in chosen["skipped"]) == [FORGED, OTHER_KEY]
+    assert manifests_and_keys(lab) == before
+    # a drill of the planted backup fails and says why
+    drill = run_module(lab, "cp1", "etcdops.etcd.etcd_backup_verify",
+                       dict(store_args(lab), backup_id=FORGED, identity_file=IDENTITY_ON_HOST,
+                            tool=lab.state["etcd_bin_dir"], trusted_keys=lab_trusted_keys(lab)))
+    assert drill.get("failed") and drill["error_kind"] == "unsigned", drill.get("msg")
+
+
+def test_the_backup_playbook_without_recipients_or_a_signing_key_refuses_and_says_what_to_give(lab, identity):
+    extra = dict(playbook_vars(lab), backup_prune=False, backup_recipients=[], backup_resources=False)
+    run = run_playbook(lab, "playbooks/backup.yml", extra)
+    taken = run.result("Back up etcd and the Kubernetes resources to the store")
+    assert run.rc != 0 and "no age recipient given" in taken["msg"] and "encryption=none" in taken["msg"]
+    run = run_playbook(lab, "playbooks/backup.yml", dict(extra, backup_recipients=[identity],
+                                                         backup_signing_key_file="/etc/etcdops/missing.key"))
+    taken = run.result("Back up etcd and the Kubernetes resources to the store")
+    assert run.rc != 0 and "no signing key" in taken["msg"] and "signing=none" in taken["msg"]

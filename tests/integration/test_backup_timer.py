@@ -40,7 +40,7 @@ def role_vars(lab, **more):
     extra = dict(backup_cluster_name=CLUSTER, backup_s3_bucket=conf["bucket"], backup_s3_endpoint_url=conf["endpoint_url"],
                  backup_s3_region=conf["region"], backup_s3_path_style=True, backup_s3_access_key=conf["access_key"],
                  backup_s3_secret_key=conf["secret_key"], backup_resources=False, backup_prune=False,
-                 backup_timer_inventory="/etc/etcdops/inventory.yml")
+                 backup_timer_inventory="/etc/etcdops/inventory.yml", backup_recipients=[lab.state["keys"]["age_recipient"]])
     extra.update(more)
     return extra
 
@@ -71,7 +71,7 @@ def test_install_on_a_lab_host_in_check_diff_mode_then_for_real(lab, tmp_path):
     service = run.result("Write the backup service unit", host="cp1")
     assert service["changed"] and "ExecStart=/usr/bin/flock --nonblock" in service["diff"][0]["after"]
     assert "OnCalendar=*:0/15" in run.result("Write the backup timer unit", host="cp1")["diff"][0]["after"]
-    assert lab.exec("cp1", ["sh", "-c", "ls %s.* /etc/etcdops 2>&1 || true" % units]).stdout.count("No such file") == 2
+    assert lab.exec("cp1", ["sh", "-c", "ls %s.* /etc/etcdops/backup-timer-main.yml 2>&1 || true" % units]).stdout.count("No such file") == 2
     assert lab.state["s3"]["secret_key"] not in json.dumps(run.data)
 
     run = play(tmp_path, str(lab.inventory), "cp1", role_vars(lab, backup_timer_host="cp1"))

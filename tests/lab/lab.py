@@ -216,6 +216,7 @@ class Lab:
                     "endpoint_url": "http://%s:%d" % (s3_ip, S3_PORT), "bucket": S3_BUCKET,
                     "access_key": S3_ACCESS_KEY, "secret_key": S3_SECRET_KEY, "region": S3_REGION,
                 }
+            self._make_keys()
             self._write_state()
             self._make_pki()
             for record in self._state["hosts"]:
@@ -252,6 +253,26 @@ class Lab:
                    "--label", "%s=%s" % (LABEL, self.prefix), self.network)
         return subnet, gateway
 
+    def _make_keys(self):
+        """The lab's backup keys, as an operator makes them once: an age identity (backups are encrypted to it) and
+        a minisign signing key without password (on every host, 0600; its public key is what restores trust)."""
+        keys = self.dir / "keys"
+        keys.mkdir(mode=0o700, exist_ok=True)
+        identity = keys / "age-identity.txt"
+        if not identity.exists():
+            subprocess.run(["age-keygen", "-o", str(identity)], check=True, capture_output=True)
+        signing = keys / "backup-signing.key"
+        if not signing.exists():
+            subprocess.run(["minisign", "-G", "-W", "-s", str(signing), "-p", str(keys / "backup-signing.pub")],
+                           check=True, capture_output=True)
+        public = subprocess.run(["age-keygen", "-y", str(identity)], check=True, capture_output=True,
+                                text=True).stdout.strip()
+        self._state["keys"] = {
+            "age_identity_file": str(identity), "age_recipient": public,
+            "signing_key_file": str(signing),
+            "signing_public_key": (keys / "backup-signing.pub").read_text().splitlines()[1].strip(),
+        }
+
     def _make_pki(self):
         pki = self.dir / "pki"
         lab_pki.make_shared(pki)
@@ -286,6 +307,8 @@ class Lab:
 
             for name, text in files.items():
                 add(name, text.encode(), 0o600)
+            # the backup signing key, as an operator installs it on every master (the backup role can write it too)
+            add("etc/etcdops/backup-signing.key", Path(self._state["keys"]["signing_key_file"]).read_bytes(), 0o600)
             host_pki = pki / record["name"]
             for path in sorted(host_pki.rglob("*")):
                 if path.is_file():
@@ -380,6 +403,14 @@ class Lab:
             "etcdops_lab_etcd_line": self._state["etcd_line"],
             "etcdops_lab_etcd_version": self._state["etcd_version"],
         }
+        keys = self._state.get("keys")
+        if keys:
+            # every backup of the lab is encrypted to its age key and signed; restores trust its signing key
+            group_vars.update({
+                "backup_recipients": [keys["age_recipient"]],
+                "backup_trusted_keys": [keys["signing_public_key"]],
+                "etcdops_lab_age_identity_file": keys["age_identity_file"],
+            })
         s3 = self._state.get("s3")
         if s3:
             group_vars.update({
