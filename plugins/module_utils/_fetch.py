@@ -41,16 +41,16 @@ class FetchError(Exception):
 
 
 def choose_backup(listed, backup_id=LATEST):
-    """The record of Store.list_backups (newest first) to restore: backup_id, or for 'latest' the newest backup a
-    restore drill verified, else the newest whose metadata reads. None when there is none."""
+    """The record of Store.list_backups (newest first) to restore: backup_id, or for 'latest' the newest whose
+    metadata reads. A drill's record (verification.json, which is not signed) never decides: anyone who can write
+    to the store could write one. None when there is none."""
     readable = [record for record in listed if not record.get('error')]
     if backup_id != LATEST:
         for record in listed:
             if record['id'] == backup_id:
                 return record
         return None
-    verified = [record for record in readable if record.get('verified') is True]
-    return (verified or readable or [None])[0]
+    return (readable or [None])[0]
 
 
 def trust_argument_spec():
@@ -132,19 +132,17 @@ class Trust(object):
 def choose_trusted(listed, backup_id, trust):
     """(record chosen, its trusted document, [{backup_id, error}] of newer backups passed over for 'latest').
 
-    A named backup must be trusted (FetchError otherwise); 'latest' is the first trusted backup in the order of
-    choose_backup (the newest that passed a drill, else the newest), so a forged or unsigned newer backup is passed
-    over, never restored. (None, None, skipped) when no backup qualifies."""
+    A named backup must be trusted (FetchError otherwise); 'latest' is the newest trusted backup (its id checked
+    against its signed metadata), so a forged or unsigned newer backup is passed over, never restored.
+    (None, None, skipped) when no backup qualifies."""
     if backup_id != LATEST:
         record = choose_backup(listed, backup_id)
         if record is None:
             return None, None, []
         return record, trust.document(record), []
     readable = [record for record in listed if not record.get('error')]
-    ordered = ([r for r in readable if r.get('verified') is True]
-               + [r for r in readable if r.get('verified') is not True])
     skipped = []
-    for record in ordered:
+    for record in readable:
         try:
             return record, trust.document(record), skipped
         except FetchError as exc:
