@@ -24,6 +24,12 @@ What is here:
   the process table (``/proc``: same program name, same ``--name`` and ``--data-dir``); ``crictl`` missing or
   failing falls back to the process table alone.
 
+Every manifest is read as untrusted text (a backup, a parked copy, a disk that may be damaged): at most
+``MANIFEST_MAX_BYTES``, YAML nested at most ``MANIFEST_MAX_DEPTH`` deep and at most ``MANIFEST_MAX_NODES`` nodes
+with aliases counted as the copies every reader of the document walks (no billion laughs), integers of at most
+``MANIFEST_MAX_NUMBER`` characters, safe tags only; beyond that, a ``ManifestLimitError`` before any work that
+grows with the input.
+
 Flags are ``--name=value`` items; ``-name=value`` (Go's single dash) and the two-item form ``--name`` ``value``
 are read too.  An item without ``=`` followed by an item that does not start with ``-`` is read as the
 two-item form (etcd takes no positional arguments).
@@ -37,6 +43,7 @@ import errno
 import json
 import os
 import re
+import stat
 import tempfile
 import time
 import traceback
@@ -58,8 +65,165 @@ _ITEM_SUFFIX_RE = re.compile(r'^[ \t]*(#.*)?$')
 _SHELLS = ('sh', 'bash', 'ash', 'dash', 'zsh', 'busybox')
 
 
+# A kubeadm etcd.yaml is 2-3 KiB, ~150 YAML nodes nested 8 deep. PyYAML's composer and constructor recurse once per
+# level, and an alias is one node to PyYAML but a full copy to whoever walks the document (comparison, JSON).
+MANIFEST_MAX_BYTES = 1024 * 1024
+MANIFEST_MAX_DEPTH = 32
+MANIFEST_MAX_NODES = 100000
+# Python converts a long integer in time quadratic in its digits (base 60 '1:2:3...' too); 3.11+ refuses 4300.
+MANIFEST_MAX_NUMBER = 64
+_DAMAGED = ('it is damaged or not a static pod manifest: look at it, then put back a good copy (a backup, the '
+            'parked copy) or write it again (kubeadm init phase etcd local)')
+
+
 class ManifestError(Exception):
     """A manifest that cannot be read or edited safely; the message names the file and what is wrong."""
+
+
+class ManifestLimitError(ManifestError):
+    """A manifest beyond what any real one is (size, nesting, nodes with aliases expanded, a number's length)."""
+
+
+class _Bound(Exception):
+    """Raised inside the loader; load_yaml turns it into a ManifestLimitError that names the file."""
+
+
+if HAS_YAML:
+    class _BoundedLoader(yaml.SafeLoader):
+        """PyYAML's SafeLoader that counts every event before the composer sees it: nesting and nodes, an alias
+        counted as the nodes and the height of what it names; recursive aliases refused."""
+
+        def __init__(self, stream):
+            yaml.SafeLoader.__init__(self, stream)
+            self._open = []       # per open collection: [anchor, nodes before it, height of its highest child]
+            self._anchors = {}    # anchor -> (nodes, height) of the node it names, aliases expanded
+            self._nodes = 0
+
+        def get_event(self):
+            event = yaml.SafeLoader.get_event(self)
+            self._count(event)
+            return event
+
+        def _count(self, event):
+            if isinstance(event, yaml.DocumentStartEvent):
+                self._anchors = {}
+            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                self._add(event, 1, 1)
+                self._open.append([event.anchor, self._nodes - 1, 0])
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                anchor, before, highest = self._open.pop()
+                height = highest + 1
+                if self._open:
+                    self._open[-1][2] = max(self._open[-1][2], height)
+                if anchor is not None:
+                    self._anchors[anchor] = (self._nodes - before, height)
+            elif isinstance(event, yaml.ScalarEvent):
+                self._add(event, 1, 1)
+                if self._open:
+                    self._open[-1][2] = max(self._open[-1][2], 1)
+                if event.anchor is not None:
+                    self._anchors[event.anchor] = (1, 1)
+            elif isinstance(event, yaml.AliasEvent):
+                if any(entry[0] == event.anchor for entry in self._open):
+                    raise _Bound('the alias *%s at %s is inside the node it names (a recursive structure)'
+                                 % (event.anchor, _where(event)))
+                if event.anchor not in self._anchors:
+                    raise _Bound('the alias *%s at %s names no anchor before it' % (event.anchor, _where(event)))
+                nodes, height = self._anchors[event.anchor]
+                self._add(event, nodes, height)
+                if self._open:
+                    self._open[-1][2] = max(self._open[-1][2], height)
+
+        def _add(self, event, nodes, height):
+            self._nodes += nodes
+            if self._nodes > MANIFEST_MAX_NODES:
+                raise _Bound('it has more than %d YAML nodes (aliases counted as the copies they stand for) at %s'
+                             % (MANIFEST_MAX_NODES, _where(event)))
+            if len(self._open) + height > MANIFEST_MAX_DEPTH:
+                raise _Bound('it nests more than %d levels deep (aliases expanded) at %s'
+                             % (MANIFEST_MAX_DEPTH, _where(event)))
+
+        def _number(self, node, construct):
+            if isinstance(node, yaml.ScalarNode) and len(node.value) > MANIFEST_MAX_NUMBER:
+                raise _Bound('it has a number of %d characters (at most %d are read) at %s'
+                             % (len(node.value), MANIFEST_MAX_NUMBER, _where(node)))
+            try:
+                return construct(self, node)
+            except (ValueError, OverflowError) as exc:  # '!!int x', '!!float .', a timestamp in month 13
+                raise yaml.constructor.ConstructorError(None, None, 'cannot read %r: %s' % (node.value, exc),
+                                                        node.start_mark)
+
+        def construct_yaml_int(self, node):
+            return self._number(node, yaml.SafeLoader.construct_yaml_int)
+
+        def construct_yaml_float(self, node):
+            return self._number(node, yaml.SafeLoader.construct_yaml_float)
+
+        def construct_yaml_timestamp(self, node):
+            return self._number(node, yaml.SafeLoader.construct_yaml_timestamp)
+
+    _BoundedLoader.add_constructor('tag:yaml.org,2002:int', _BoundedLoader.construct_yaml_int)
+    _BoundedLoader.add_constructor('tag:yaml.org,2002:float', _BoundedLoader.construct_yaml_float)
+    _BoundedLoader.add_constructor('tag:yaml.org,2002:timestamp', _BoundedLoader.construct_yaml_timestamp)
+
+
+def _where(thing):
+    mark = getattr(thing, 'start_mark', None)
+    return 'line %d, column %d' % (mark.line + 1, mark.column + 1) if mark is not None else 'the end'
+
+
+def load_yaml(text, path='<manifest>', compose=False):
+    """The one YAML document in text (its node graph when compose), read within the bounds above.
+
+    ManifestLimitError beyond them, ManifestError when it is not YAML; both name path and what to do."""
+    if not HAS_YAML:
+        raise ManifestError('PyYAML is required to read %s' % path)
+    if len(text) > MANIFEST_MAX_BYTES:
+        raise ManifestLimitError('%s has %d characters, more than the %d a static pod manifest may have: %s'
+                                 % (path, len(text), MANIFEST_MAX_BYTES, _DAMAGED))
+    loader = None
+    try:
+        loader = _BoundedLoader(text)
+        return loader.get_single_node() if compose else loader.get_single_data()
+    except _Bound as exc:
+        raise ManifestLimitError('%s is beyond what a static pod manifest can be: %s; %s' % (path, exc, _DAMAGED))
+    except yaml.YAMLError as exc:
+        raise ManifestError('%s is not valid YAML; %s. PyYAML says: %s' % (path, _DAMAGED, exc))
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def read_manifest_bytes(path, limit=MANIFEST_MAX_BYTES):
+    """The bytes of a manifest file, at most limit of them (ManifestLimitError above: from its size before
+    reading, else once limit + 1 were read); a fifo, a device or a directory is refused before reading."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_CLOEXEC', 0))
+    except OSError as exc:
+        raise ManifestError('cannot read %s: %s' % (path, exc.strerror or exc))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ManifestError('%s is not a regular file (a directory, fifo or device?): a manifest is a file; '
+                                'look at it by hand' % path)
+        if info.st_size > limit:
+            raise ManifestLimitError('%s is %d bytes, more than the %d a static pod manifest may have: %s'
+                                     % (path, info.st_size, limit, _DAMAGED))
+        parts = []
+        total = 0
+        while total <= limit:
+            part = os.read(fd, min(65536, limit + 1 - total))
+            if not part:
+                break
+            parts.append(part)
+            total += len(part)
+        if total > limit:
+            raise ManifestLimitError('%s grew beyond %d bytes while it was read: %s' % (path, limit, _DAMAGED))
+        return b''.join(parts)
+    except OSError as exc:
+        raise ManifestError('cannot read %s: %s' % (path, exc.strerror or exc))
+    finally:
+        os.close(fd)
 
 
 def normalize_flag_name(name):
@@ -184,9 +348,9 @@ def _render_scalar(value, style=None):
         return "'" + value.replace("'", "''") + "'"
     if style is None:
         try:
-            if yaml.safe_load('- ' + value) == [value]:
+            if load_yaml('- ' + value) == [value]:
                 return value
-        except yaml.YAMLError:
+        except ManifestError:
             pass
     return json.dumps(value)
 
@@ -195,14 +359,9 @@ class StaticPodManifest(object):
     """A static pod manifest and one of its containers."""
 
     def __init__(self, text, path='<manifest>', container=None):
-        if not HAS_YAML:
-            raise ManifestError('PyYAML is required to read %s' % path)
         self.text = text
         self.path = path
-        try:
-            self.document = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ManifestError('%s is not valid YAML: %s' % (path, exc))
+        self.document = load_yaml(text, path)
         document = self.document
         if not isinstance(document, dict):
             raise ManifestError('%s is not a Kubernetes object (it holds %s, not a mapping)'
@@ -232,11 +391,7 @@ class StaticPodManifest(object):
 
     @classmethod
     def from_file(cls, path, container=None):
-        try:
-            with open(path, 'rb') as handle:
-                data = handle.read()
-        except (IOError, OSError) as exc:
-            raise ManifestError('cannot read %s: %s' % (path, exc))
+        data = read_manifest_bytes(path)
         try:
             text = data.decode('utf-8')
         except UnicodeDecodeError as exc:
@@ -362,7 +517,7 @@ class StaticPodManifest(object):
 
     def _list_nodes(self, touched):
         """Composed nodes of the container's command and args lists that the edit touches: key -> SequenceNode."""
-        root = yaml.compose(self.text, Loader=yaml.SafeLoader)
+        root = load_yaml(self.text, self.path, compose=True)
         containers = _mapping_value(_mapping_value(root, 'spec'), 'containers')
         if not isinstance(containers, yaml.SequenceNode) or len(containers.value) <= self.container_index:
             raise ManifestError('%s: spec.containers is not a plain list; the flag editor cannot locate it' % self.path)
@@ -520,8 +675,8 @@ class StaticPodManifest(object):
         for key, values in expected_lists.items():
             container[key] = values
         try:
-            edited = yaml.safe_load(new_text)
-        except yaml.YAMLError as exc:
+            edited = load_yaml(new_text, self.path)
+        except ManifestError as exc:
             edited = exc
         if edited != expected:
             raise ManifestError('%s: editing the flags of container %s as lines would change more than the flags '

@@ -251,7 +251,7 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._manifest import (
     fsync_dir,
     is_inside,
     normalize_flag_name,
-    read_bytes,
+    read_manifest_bytes,
     wait_for_pod,
 )
 
@@ -344,8 +344,10 @@ def main():
         for candidate in (manifest_path, parked_path):
             if os.path.lexists(candidate) and not os.path.isfile(candidate):
                 module.fail_json(msg='%s exists and is not a regular file; look at it by hand' % candidate, **result)
-        in_dir_data = read_bytes(manifest_path) if in_dir else None
-        parked_data = read_bytes(parked_path) if parked else None
+        in_dir_data = read_manifest_bytes(manifest_path) if in_dir else None
+        parked_data = read_manifest_bytes(parked_path) if parked else None
+    except ManifestError as exc:
+        module.fail_json(msg='%s; nothing was changed' % to_native(exc), **result)
     except (IOError, OSError) as exc:
         module.fail_json(msg='cannot read the manifest: %s' % to_native(exc), **result)
 

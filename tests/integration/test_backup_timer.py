@@ -10,8 +10,10 @@ import configparser
 import json
 import os
 import shlex
+import stat
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -77,10 +79,14 @@ def test_install_on_a_lab_host_in_check_diff_mode_then_for_real(lab, tmp_path):
     run = play(tmp_path, str(lab.inventory), "cp1", role_vars(lab, backup_timer_host="cp1"))
     assert run.rc == 0, run.stderr[-2000:]
     assert "systemd is not running on cp1" in run.result("Say that systemd does not run on the runner host")["msg"]
-    listing = lab.exec("cp1", ["sh", "-c", "stat -c '%%a %%n' %s.service %s.timer /etc/etcdops "
-                                           "/etc/etcdops/backup-timer-main.yml" % (units, units)]).stdout.split("\n")
-    assert listing[:4] == ["644 %s.service" % units, "644 %s.timer" % units, "700 /etc/etcdops",
-                           "600 /etc/etcdops/backup-timer-main.yml"]
+    listing = lab.exec("cp1", ["sh", "-c", "stat -c '%%a %%u %%n' %s.service %s.timer /etc/etcdops "
+                                           "/etc/etcdops/backup-timer-main.yml /etc/etcdops/backup-timer-main.env"
+                                           % (units, units)]).stdout.split("\n")
+    assert listing[:5] == ["644 0 %s.service" % units, "644 0 %s.timer" % units, "700 0 /etc/etcdops",
+                           "600 0 /etc/etcdops/backup-timer-main.yml", "600 0 /etc/etcdops/backup-timer-main.env"]
+    # the S3 secret is only in the 0600 variables file, never in a unit every user can read
+    for path in (units + ".service", units + ".timer"):
+        assert lab.state["s3"]["secret_key"] not in lab.exec("cp1", ["cat", path]).stdout
     assert "OnCalendar=*:0/15" in lab.exec("cp1", ["cat", units + ".timer"]).stdout
 
 
@@ -89,9 +95,11 @@ def exec_start(unit_path):
     parser.optionxform = str
     parser.read_string(unit_path.read_text())
     env = dict(os.environ)
-    for line in unit_path.read_text().splitlines():
-        if line.startswith("Environment="):
-            name, value = shlex.split(line[len("Environment="):])[0].split("=", 1)
+    assert "Environment" not in parser["Service"] and stat.S_IMODE(
+        os.stat(parser["Service"]["EnvironmentFile"]).st_mode) == 0o600
+    for line in Path(parser["Service"]["EnvironmentFile"]).read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, value = shlex.split(line)[0].split("=", 1)
             env[name] = value
     return shlex.split(parser["Service"]["ExecStart"]), env
 

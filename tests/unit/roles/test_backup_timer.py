@@ -77,9 +77,14 @@ def test_timer_units_render_run_the_playbook_every_15_minutes_under_flock(tmp_pa
         str(tmp_path / "lock" / "etcdops-backup-prod-events.lock"), "/usr/bin/ansible-playbook", "-i",
         "/etc/etcdops/inventory.yml", "etcdops.etcd.backup", "-e", "@" + str(conf)]
     assert service["Service"]["SuccessExitStatus"] == "75"
-    envs = (tmp_path / "units" / "etcdops-backup-prod-events.service").read_text().count("Environment=")
-    assert envs == 3 and 'Environment="ANSIBLE_COLLECTIONS_PATH=/opt/collections"' in (
-        tmp_path / "units" / "etcdops-backup-prod-events.service").read_text()
+    # the environment is in a root-owned 0600 file, not in the unit every user can read
+    assert "Environment=" not in (tmp_path / "units" / "etcdops-backup-prod-events.service").read_text()
+    environment = tmp_path / "conf" / "backup-prod-events.env"
+    assert service["Service"]["EnvironmentFile"] == str(environment)
+    assert stat.S_IMODE(environment.stat().st_mode) == 0o600 and environment.stat().st_uid == 0
+    lines = [line for line in environment.read_text().splitlines() if not line.startswith("#")]
+    assert lines == ['ANSIBLE_COLLECTIONS_PATH="/opt/collections"', 'ANSIBLE_NOCOLOR="1"',
+                     'ANSIBLE_RETRY_FILES_ENABLED="False"']
     assert timer["Timer"]["OnCalendar"] == "*:0/15"
     assert timer["Timer"]["Unit"] == "etcdops-backup-prod-events.service"
     assert timer["Install"]["WantedBy"] == "timers.target"
@@ -101,6 +106,36 @@ def test_timer_units_render_run_the_playbook_every_15_minutes_under_flock(tmp_pa
     assert rc == 0
     changed = [name for name, result in tasks.items() if result.get("changed")]
     assert changed == [], changed
+
+
+SECRETS = ("s3cr3t-value-not-for-logs", "s3ss10n-token-not-for-logs", "env-s3cr3t-not-for-logs")
+
+
+def secret_options(tmp_path):
+    return options(tmp_path, backup_s3_session_token=SECRETS[1], backup_timer_environment={
+        "ANSIBLE_COLLECTIONS_PATH": "/opt/collections", "AWS_SECRET_ACCESS_KEY": SECRETS[2]})
+
+
+def test_no_secret_lands_in_a_file_others_can_read_or_in_the_output(tmp_path):
+    rc, tasks, out = run(tmp_path, secret_options(tmp_path), diff=True)
+    assert rc == 0, out[-3000:]
+    holding = {}
+    for directory, dummy, files in os.walk(str(tmp_path)):
+        for name in files:
+            path = os.path.join(directory, name)
+            text = Path(path).read_text(errors="replace")
+            found = [secret for secret in SECRETS if secret in text]
+            if found:
+                holding[os.path.relpath(path, str(tmp_path))] = found
+                info = os.stat(path)
+                assert not info.st_mode & 0o077, "%s holds %s with mode %o" % (path, found, info.st_mode)
+                assert info.st_uid in (0, os.geteuid()), path
+    assert holding == {"conf/backup-prod-events.yml": list(SECRETS[:2]),
+                       "conf/backup-prod-events.env": [SECRETS[2]]}, holding
+    assert not any(secret in out for secret in SECRETS)
+    rc, tasks, out = run(tmp_path, dict(secret_options(tmp_path), backup_timer_environment={
+        "AWS_SECRET_ACCESS_KEY": "changed-" + SECRETS[2]}), check=True, diff=True)
+    assert rc == 0 and not any(secret in out for secret in SECRETS), out[-3000:]
 
 
 def test_check_mode_shows_the_units_in_the_diff_and_writes_nothing(tmp_path):

@@ -14,8 +14,10 @@ import yaml
 
 from ansible_collections.etcdops.etcd.plugins.module_utils._manifest import (
     CRICTL_RUNTIME,
+    MANIFEST_MAX_BYTES,
     PROCESS_TABLE,
     ManifestError,
+    ManifestLimitError,
     PodWatcher,
     RuntimeUnavailable,
     StaticPodManifest,
@@ -421,6 +423,119 @@ def test_from_file_reads_and_names_the_file(tmp_path):
         StaticPodManifest.from_file(str(path))
     with pytest.raises(ManifestError, match="cannot read"):
         StaticPodManifest.from_file(str(tmp_path / "missing.yaml"))
+
+
+# A damaged or crafted manifest (a backup, a parked copy, a bad disk): refused in a moment with what to do
+
+
+def billion_laughs(levels=9):
+    lines = ['lol0: &lol0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += ['lol%d: &lol%d [%s]' % (i, i, ", ".join(["*lol%d" % (i - 1)] * 10)) for i in range(1, levels + 1)]
+    return "kind: Pod\n" + "\n".join(lines) + "\n"
+
+
+def refused_quickly(text, error, match):
+    started = time.monotonic()
+    with pytest.raises(error, match=match) as caught:
+        manifest(text)
+    assert time.monotonic() - started < 2
+    message = str(caught.value)
+    assert "/etc/kubernetes/manifests/etcd.yaml" in message
+    return message
+
+
+def test_billion_laughs_is_refused_before_anything_walks_the_copies():
+    message = refused_quickly(billion_laughs(), ManifestLimitError, "more than 100000 YAML nodes")
+    assert "kubeadm init phase etcd local" in message and "line " in message
+
+
+def test_merge_keys_that_multiply_are_counted_like_aliases():
+    lines = ["a0: &a0 {k0: v, k1: v, k2: v, k3: v, k4: v, k5: v, k6: v, k7: v, k8: v, k9: v}"]
+    lines += ["a%d: &a%d {<<: [%s]}" % (i, i, ", ".join(["*a%d" % (i - 1)] * 10)) for i in range(1, 9)]
+    refused_quickly("kind: Pod\n" + "\n".join(lines) + "\n", ManifestLimitError, "YAML nodes")
+
+
+def test_anchors_a_person_might_write_still_read():
+    text = KUBEADM.replace("  name: etcd\n", "  name: &n etcd\n", 1).replace(
+        "  namespace: kube-system\n", "  namespace: kube-system\n  labels2: {component: *n}\n", 1)
+    assert manifest(text).metadata["labels2"] == {"component": "etcd"}
+
+
+@pytest.mark.parametrize("text", [
+    "kind: Pod\nspec: " + "[" * 40 + "]" * 40 + "\n",
+    "kind: Pod\nspec:\n" + "".join("%s- \n" % (" " * (2 * i)) for i in range(40)),
+    "kind: Pod\nspec: " + "{a: " * 40 + "1" + "}" * 40 + "\n",
+    "kind: Pod\nx: &x " + "[" * 20 + "]" * 20 + "\nspec: " + "[" * 20 + "*x" + "]" * 20 + "\n",
+], ids=["flow-lists", "block-lists", "flow-mappings", "an-alias-that-deepens"])
+def test_deep_nesting_is_refused_without_recursion(text):
+    refused_quickly(text, ManifestLimitError, "more than 32 levels deep")
+
+
+def test_very_deep_nesting_is_refused_too_not_a_recursion_error():
+    refused_quickly("[" * 100000 + "]" * 100000, ManifestLimitError, "levels deep")
+
+
+@pytest.mark.parametrize("text,match", [
+    ("kind: Pod\nspec: &s {a: *s}\n", "inside the node it names"),
+    ("kind: Pod\nspec: *nothing\n", "names no anchor"),
+])
+def test_recursive_and_undefined_aliases_are_refused(text, match):
+    refused_quickly(text, ManifestLimitError, match)
+
+
+def test_a_huge_manifest_is_refused_before_it_is_parsed():
+    refused_quickly("kind: Pod\n" + "#" * MANIFEST_MAX_BYTES, ManifestLimitError, "more than the 1048576")
+
+
+def test_a_huge_file_is_refused_from_its_size_before_reading(tmp_path, monkeypatch):
+    path = tmp_path / "etcd.yaml"
+    with open(str(path), "wb") as handle:
+        handle.truncate(MANIFEST_MAX_BYTES + 1)  # sparse: costs nothing, reads as NULs
+    reads = []
+    real_read = os.read
+    monkeypatch.setattr(os, "read", lambda fd, n: reads.append(n) or real_read(fd, n))
+    with pytest.raises(ManifestLimitError, match="%d bytes, more than the %d" % (MANIFEST_MAX_BYTES + 1,
+                                                                               MANIFEST_MAX_BYTES)):
+        StaticPodManifest.from_file(str(path))
+    assert reads == []
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    path = tmp_path / "etcd.yaml"
+    os.mkfifo(str(path))
+    with pytest.raises(ManifestError, match="not a regular file"):
+        StaticPodManifest.from_file(str(path))
+
+
+@pytest.mark.parametrize("text,match", [
+    ("- kind: Pod\n", "holds list, not a mapping"),
+    ("just a string\n", "holds str, not a mapping"),
+    ("", "holds nothing"),
+    ("kind: Pod\n---\nkind: Pod\n", "expected a single document"),
+])
+def test_a_document_that_is_not_one_mapping_is_refused(text, match):
+    refused_quickly(text, ManifestError, match)
+
+
+def test_binary_garbage_is_refused_as_such(tmp_path):
+    path = tmp_path / "etcd.yaml"
+    path.write_bytes(os.urandom(4096).replace(b"\x00", b"") + b"\xff\xfe\x00")
+    with pytest.raises(ManifestError, match="not UTF-8"):
+        StaticPodManifest.from_file(str(path))
+    with pytest.raises(ManifestError, match="not valid YAML"):
+        manifest("kind: Pod\n\x00\x01\x02\x1b[0m\n")
+
+
+@pytest.mark.parametrize("value,error,match", [
+    ("1" + "0" * 5000, ManifestLimitError, "a number of 5001 characters"),
+    ("1:" * 1000 + "1", ManifestLimitError, "a number of"),
+    ("2026-13-01", ManifestError, "month must be in 1..12"),
+    ("!!int nine", ManifestError, "cannot read 'nine'"),
+    ("!!float ._", ManifestError, "cannot read"),
+    ("!!python/object:os.system echo", ManifestError, "could not determine a constructor"),
+])
+def test_scalars_python_cannot_convert_safely_are_refused(value, error, match):
+    refused_quickly("kind: Pod\nx: %s\n" % value, error, match)
 
 
 # Watching the pod: crictl's JSON and the process table

@@ -262,6 +262,21 @@ def test_malformed_manifest_is_refused_and_left_alone(capsys, node):
         assert tree(node.root) == before
 
 
+def test_a_crafted_or_huge_manifest_fails_with_what_to_do_and_is_left_alone(capsys, node):
+    lols = ['l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]']
+    lols += ['l%d: &l%d [%s]' % (i, i, ', '.join(['*l%d' % (i - 1)] * 10)) for i in range(1, 10)]
+    for broken, match in ((node.text + '\n'.join(lols) + '\n', 'YAML nodes'),
+                          (node.text + '#' * (2 * 1024 * 1024), 'bytes, more than the 1048576')):
+        node.manifest.write_text(broken)
+        before = tree(node.root)
+        started = time.monotonic()
+        result = run_module(capsys, flags={"force-new-cluster": True}, **node.args)
+        assert time.monotonic() - started < 5
+        assert result["failed"] and match in result["msg"] and str(node.manifest) in result["msg"]
+        assert "kubeadm init phase etcd local" in result["msg"] and "nothing was changed" in result["msg"]
+        assert tree(node.root) == before
+
+
 def test_missing_container_is_refused(capsys, node):
     result = run_module(capsys, container="etcd-main", flags={"force-new-cluster": True}, **node.args)
     assert result["failed"] and "no container named 'etcd-main'" in result["msg"]
