@@ -126,7 +126,7 @@ def read_varint(data, pos):
     """The protobuf varint at pos of data (bytes, bytearray): (value, position after it).
 
     Truncated when data ends inside it, ValueError when it runs over 10 bytes. Used where messages are read by
-    hand: the snapshot stream (_h2) and the key of each KeyValue in a snapshot's key bucket (_snapshot).
+    hand: the key of each KeyValue in a snapshot's key bucket (_snapshot).
     """
     value = 0
     shift = 0

@@ -34,8 +34,6 @@ import ssl
 import struct
 import time
 
-from ansible_collections.etcdops.etcd.plugins.module_utils._etcd_proto import Truncated, read_varint
-
 PREFACE = b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'
 SNAPSHOT_PATH = b'/etcdserverpb.Maintenance/Snapshot'
 
@@ -61,7 +59,10 @@ SOCKET_READ_SIZE = 128 * 1024     # one recv of TLS records from the socket
 BUFFER_SIZE = 256 * 1024          # the read buffer: after compaction a whole frame and a read always fit
 LOWAT = 64 * 1024                 # SO_RCVLOWAT while streaming (see PlainPipe)
 POLL_MS = 20                      # the longest wait for LOWAT bytes before reading what there is
-MAX_MESSAGE = 64 * 1024 * 1024    # a SnapshotResponse is 32 KiB and a header; anything far larger is garbage
+# etcd sends SnapshotResponses of 32 KiB and a header (every line, 3.4 to 3.6); gRPC clients refuse more than
+# 4 MiB by default. A larger announced size is refused before anything of it is gathered: a chunk is at most
+# chunk_size and one message, within the backup's memory bound.
+MAX_MESSAGE = 4 * 1024 * 1024
 DEFAULT_CHUNK_SIZE = 256 * 1024   # blobs are handed on in chunks of about this size
 
 _FRAME_HEADER = struct.Struct('>BHBBI')   # 24-bit length as byte + short, type, flags, stream id
@@ -119,47 +120,26 @@ def request_headers(scheme, authority, token=None):
     return b''.join(hpack_literal(name, value) for name, value in fields)
 
 
-def scan_fields(data, complete):
-    """Read a SnapshotResponse's fields from the start of data up to its blob (field 3).
-
-    Returns (what, position, remaining_bytes or None, blob length): what is 'blob' (the blob's bytes start at
-    position), 'end' (data held the whole message and no blob) or 'more' (data ends inside a field and more of the
-    message is to come: complete is False). Fields other than remaining_bytes (2) and blob are skipped.
-    """
-    pos = 0
-    end = len(data)
-    remaining = None
-    try:
-        while pos < end:
-            key, pos = read_varint(data, pos)
-            wire = key & 7
-            field = key >> 3
-            if wire == 0:
-                value, pos = read_varint(data, pos)
-                if field == 2:
-                    remaining = value
-            elif wire == 2:
-                length, pos = read_varint(data, pos)
-                if field == 3:
-                    return 'blob', pos, remaining, length
-                pos += length
-            elif wire == 1:
-                pos += 8
-            elif wire == 5:
-                pos += 4
-            else:
-                raise ValueError('field %d has wire type %d' % (field, wire))
-            if pos > end:
-                raise Truncated('field %d runs past the end of the bytes' % field)
-    except Truncated:
-        if complete:
-            raise ValueError('the last field runs past the end of the message')
-        return 'more', pos, remaining, 0
-    return ('end' if complete else 'more'), pos, remaining, 0
+def read_bounded_varint(data, pos, end):
+    """The protobuf varint at data[pos:end]: (value, position after it), or (None, end) when it runs past end.
+    ValueError when it runs over 10 bytes."""
+    value = 0
+    shift = 0
+    while pos < end:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7f) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError('a varint longer than 10 bytes')
+    return None, end
 
 
-PREFIX_STATE, HEAD_STATE, BLOB_STATE, TAIL_STATE = range(4)
-HEAD_GATHER = 64  # bytes of a message gathered at a time while looking for its blob
+PREFIX_STATE, KEY_STATE, VALUE_STATE, LENGTH_STATE, SKIP_STATE, BLOB_STATE = range(6)
+_BLOB = 3
+_REMAINING_BYTES = 2
 
 
 class SnapshotDecoder(object):
@@ -169,6 +149,10 @@ class SnapshotDecoder(object):
     ``ready`` as (chunk, remaining_bytes of its last message); a message with remaining_bytes 0 ends its chunk, so
     that the sha256 trailer etcd sends last comes alone, as etcd sent it. Raises ValueError on what is not a
     SnapshotResponse stream.
+
+    The fields are read as they stream by, each byte once: what the decoder keeps of a message besides its blob
+    is a gRPC prefix or a varint cut by the end of a piece (at most 10 bytes). Fields other than remaining_bytes
+    and blob are skipped unread. A chunk is at most chunk_size plus one message (MAX_MESSAGE).
     """
 
     def __init__(self, chunk_size=DEFAULT_CHUNK_SIZE):
@@ -177,9 +161,11 @@ class SnapshotDecoder(object):
         self.messages = 0
         self.remaining = None     # remaining_bytes of the last whole message
         self._state = PREFIX_STATE
-        self._small = bytearray()  # the prefix, head or tail of the current message, as gathered
+        self._small = bytearray()  # a prefix or a varint cut by the end of a piece
         self._left = 0             # bytes of the current message still to be fed
-        self._blob_left = 0
+        self._skip = 0             # bytes of the blob or of a skipped field still to be fed
+        self._field = 0            # the number of the field being read
+        self._blobs = 0            # blobs in the current message
         self._message_remaining = None
         self._out = bytearray(chunk_size + 65536)
         self._pos = 0
@@ -188,20 +174,27 @@ class SnapshotDecoder(object):
         """Take view[first:last] (a memoryview)."""
         if last is None:
             last = len(view)
-        small = self._small
         while first < last:
             state = self._state
             if state == BLOB_STATE:
-                take = min(self._blob_left, last - first)
+                take = min(self._skip, last - first)
                 pos = self._pos
                 self._out[pos:pos + take] = view[first:first + take]
                 self._pos = pos + take
                 first += take
-                self._blob_left -= take
+                self._skip -= take
                 self._left -= take
-                if not self._blob_left:
-                    self._after_blob()
+                if not self._skip:
+                    self._field_done()
+            elif state == SKIP_STATE:
+                take = min(self._skip, last - first)
+                first += take
+                self._skip -= take
+                self._left -= take
+                if not self._skip:
+                    self._field_done()
             elif state == PREFIX_STATE:
+                small = self._small
                 take = min(5 - len(small), last - first)
                 small += view[first:first + take]
                 first += take
@@ -211,57 +204,84 @@ class SnapshotDecoder(object):
                     raise ValueError('a compressed gRPC message (the request asked for none)')
                 size = struct.unpack_from('>I', small, 1)[0]
                 if size > MAX_MESSAGE:
-                    raise ValueError('a gRPC message of %d bytes' % size)
+                    raise ValueError('a gRPC message of %d bytes, more than the %d a SnapshotResponse may have' % (
+                        size, MAX_MESSAGE))
                 del small[:]
                 self._left = size
+                self._blobs = 0
                 self._message_remaining = None
-                self._state = HEAD_STATE
+                self._state = KEY_STATE
                 if not size:
                     self._done()
             else:
-                take = min(self._left, last - first, HEAD_GATHER if state == HEAD_STATE else MAX_MESSAGE)
-                small += view[first:first + take]
-                first += take
-                self._left -= take
-                if state == TAIL_STATE:
-                    if not self._left:
-                        self._tail()
-                    continue
-                what, pos, remaining, length = scan_fields(small, not self._left)
-                if remaining is not None:
-                    self._message_remaining = remaining
-                if what == 'more':
-                    continue
-                if what == 'end':
-                    del small[:]
-                    self._done()
-                    continue
-                inside = min(len(small) - pos, length)
-                self._out[self._pos:self._pos + inside] = small[pos:pos + inside]
-                self._pos += inside
-                self._blob_left = length - inside
-                if self._blob_left > self._left:
-                    raise ValueError('a blob of %d bytes runs past the end of its message' % length)
-                del small[:pos + inside]  # what is left (if anything) follows the blob
-                if self._blob_left:
-                    self._state = BLOB_STATE
-                else:
-                    self._after_blob()
+                value, first = self._varint(view, first, min(last, first + self._left))
+                if value is not None:
+                    self._field_value(state, value)
 
-    def _after_blob(self):
-        self._state = TAIL_STATE
+    def _varint(self, view, first, end):
+        """The varint at view[first:end] or that continues self._small there: (value or None, position after)."""
+        small = self._small
+        if small:
+            had = len(small)
+            small += view[first:min(end, first + 10 - had)]
+            value, pos = read_bounded_varint(small, 0, len(small))
+            taken = pos - had
+            if value is not None:
+                del small[:]
+        else:
+            value, pos = read_bounded_varint(view, first, end)
+            taken = pos - first
+            if value is None:
+                small += view[first:end]
+        self._left -= taken
+        if value is None and not self._left:
+            raise ValueError('the last field runs past the end of the message')
+        return value, first + taken
+
+    def _field_value(self, state, value):
+        left = self._left
+        if state == KEY_STATE:
+            wire = value & 7
+            self._field = field = value >> 3
+            if wire not in (0, 1, 2, 5):
+                raise ValueError('field %d has wire type %d' % (field, wire))
+            if not left:
+                raise ValueError('the message ends after the key of field %d' % field)
+            if wire == 0:
+                self._state = VALUE_STATE
+            elif wire == 2:
+                self._state = LENGTH_STATE
+            else:
+                self._skip_field(8 if wire == 1 else 4)
+        elif state == VALUE_STATE:
+            if self._field == _REMAINING_BYTES:
+                self._message_remaining = value
+            self._field_done()
+        elif self._field == _BLOB:
+            if value > left:
+                raise ValueError('a blob of %d bytes runs past the end of its message' % value)
+            self._blobs += 1
+            if self._blobs > 1:
+                raise ValueError('a message with two blobs')
+            self._skip = value
+            self._state = BLOB_STATE
+            if not value:
+                self._field_done()
+        else:
+            self._skip_field(value)
+
+    def _skip_field(self, size):
+        if size > self._left:
+            raise ValueError('field %d (%d bytes) runs past the end of its message' % (self._field, size))
+        self._skip = size
+        self._state = SKIP_STATE
+        if not size:
+            self._field_done()
+
+    def _field_done(self):
+        self._state = KEY_STATE
         if not self._left:
-            self._tail()
-
-    def _tail(self):
-        """The bytes after the blob (version in etcd 3.6 and later), now whole."""
-        what, dummy, remaining, dummy = scan_fields(self._small, True)
-        if what == 'blob':
-            raise ValueError('a message with two blobs')
-        if remaining is not None:
-            self._message_remaining = remaining
-        del self._small[:]
-        self._done()
+            self._done()
 
     def _done(self):
         remaining = self._message_remaining or 0
@@ -273,10 +293,16 @@ class SnapshotDecoder(object):
 
     def _flush(self):
         out = self._out
-        del out[self._pos:]
+        pos = self._pos
+        self._pos = 0
+        if 4 * pos < len(out):
+            # a small chunk (the sha256 trailer; crafted messages that each end a chunk) is copied out, so that
+            # the buffer is allocated again only once a quarter of it was filled: linear in what was fed
+            self.ready.append((out[:pos], self.remaining))
+            return
+        del out[pos:]
         self.ready.append((out, self.remaining))
         self._out = bytearray(self.chunk_size + 65536)
-        self._pos = 0
 
     def finish(self):
         """The stream ended: hand on the last chunk; ValueError if it ended inside a message."""

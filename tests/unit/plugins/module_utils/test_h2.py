@@ -11,6 +11,7 @@ import random
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
@@ -149,6 +150,63 @@ def test_a_stream_cut_inside_a_message_is_refused_at_its_end():
     decoder.feed(memoryview(grpc_message(response(b'x' * 100, 0))[:-10]))
     with pytest.raises(ValueError, match='inside a gRPC message'):
         decoder.finish()
+
+
+def test_fields_before_the_blob_are_read_once_in_linear_time():
+    """A message of 256 KiB of small fields before its blob: each byte is read once (this took minutes when the
+    head of a message was scanned again for every 64 bytes gathered)."""
+    body = field(1, 0) * (128 * 1024) + field(3, b"x")
+    stream = grpc_message(body) + grpc_message(response(b'!', 0))
+    started = time.monotonic()
+    decoder, chunks = feed_in_pieces(stream, range(16384, len(stream), 16384))
+    assert time.monotonic() - started < 5
+    assert chunks == [(bytearray(b'x'), 0), (bytearray(b'!'), 0)]
+
+
+def test_skipped_fields_are_not_kept():
+    """What the decoder keeps of a message besides its blob is at most a varint, however long the message."""
+    decoder = _h2.SnapshotDecoder()
+    out = decoder._out
+    body = field(9, b'y' * (_h2.MAX_MESSAGE - 16))
+    stream = grpc_message(body)
+    view = memoryview(stream)
+    for offset in range(0, len(stream), 65536):
+        decoder.feed(view, offset, min(len(stream), offset + 65536))
+        assert len(decoder._small) <= 10 and decoder._out is out and len(out) == _h2.DEFAULT_CHUNK_SIZE + 65536
+    assert decoder.messages == 1
+
+
+def test_a_message_larger_than_the_bound_is_refused_from_its_prefix():
+    decoder = _h2.SnapshotDecoder()
+    with pytest.raises(ValueError, match='more than the 4194304'):
+        decoder.feed(memoryview(b'\x00' + struct.pack('>I', _h2.MAX_MESSAGE + 1)))
+    decoder = _h2.SnapshotDecoder()
+    decoder.feed(memoryview(b'\x00' + struct.pack('>I', _h2.MAX_MESSAGE)))  # the bound itself is taken
+    assert decoder.messages == 0
+
+
+def test_many_tiny_messages_that_each_end_a_chunk_cost_what_they_weigh():
+    """Each message with remaining_bytes 0 ends its chunk: a small chunk is copied out and the buffer kept, not
+    allocated again (320 KiB for every 8 bytes fed)."""
+    stream = grpc_message(response(b'ab', 0, header=False)) * 20000
+    decoder = _h2.SnapshotDecoder()
+    out = decoder._out
+    started = time.monotonic()
+    decoder.feed(memoryview(stream))
+    assert time.monotonic() - started < 5
+    assert decoder._out is out and len(decoder.ready) == 20000 and decoder.ready[0] == (bytearray(b'ab'), 0)
+
+
+@pytest.mark.parametrize('stream, message', [
+    (grpc_message(b'\x1a'), 'ends after the key of field 3'),
+    (grpc_message(b'\x1a\x05abc'), 'blob of 5 bytes runs past'),
+    (grpc_message(b'\x4a\x05abc'), 'field 9 [(]5 bytes[)] runs past'),
+    (grpc_message(b'\x10\x80'), 'last field runs past the end'),
+    (grpc_message(b'\x0d\x01\x02'), 'field 1 [(]4 bytes[)] runs past'),
+])
+def test_fields_that_run_past_their_message_are_refused(stream, message):
+    with pytest.raises(ValueError, match=message):
+        feed_in_pieces(stream, range(1, len(stream)))
 
 
 # -- a scripted HTTP/2 server --------------------------------------------------------------------------
