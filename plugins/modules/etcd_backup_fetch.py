@@ -159,7 +159,7 @@ signed_by:
   returned: when a backup was found
   type: str
   sample: 6F1D8E3A2B4C5D7E
-skipped:
+passed_over:
   description: Newer backups that V(latest) passed over because they are not trusted, with the reason.
   returned: when the store was listed
   type: list
@@ -251,7 +251,7 @@ def main():
         what = 'backup %s' % params['backup_id'] if params['backup_id'] != LATEST else 'the latest backup'
         module.fail_json(msg='%s cannot be used: %s; nothing was changed' % (what, error.msg),
                          error_kind=error.kind, **result)
-    result['skipped'] = skipped
+    result['passed_over'] = skipped
     for warning in trust.warnings + ['backup %s was passed over: %s' % (s['backup_id'], s['error']) for s in skipped]:
         module.warn(warning)
     if chosen is None:

@@ -177,7 +177,7 @@ def test_latest_passes_over_a_forged_newer_backup(tmp_path, taken, signed, exit_
     done = fetch(tmp_path)
     assert not done.failed, done.result['msg']
     assert done.result['backup_id'] == taken['backup_id'] and done.result['signed_by']
-    assert [s['backup_id'] for s in done.result['skipped']] == [newer]
+    assert [s['backup_id'] for s in done.result['passed_over']] == [newer]
     assert any(newer in w for w in exit_capture)
     named = fetch(tmp_path, backup_id=newer, path=str(tmp_path / 'other' / 'snapshot.db'))
     assert named.failed and named.result['error_kind'] == ('mismatch' if signed else 'unsigned'), named.result['msg']
