@@ -403,17 +403,28 @@ class TLSPipe(PlainPipe):
         self._tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_hostname)
         self._raw = bytearray(SOCKET_READ_SIZE)
         self._raw_view = memoryview(self._raw)
-        while True:  # blocking, within the socket's (dial) timeout
+        # the whole handshake within the socket's (dial) timeout, not each read: a server that drips a byte at a
+        # time must not hold the connection open for longer
+        budget = sock.gettimeout()
+        deadline = None if budget is None else time.monotonic() + budget
+        while True:
             try:
                 self._tls.do_handshake()
                 break
             except ssl.SSLWantReadError:
                 self._flush()
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise socket.timeout('the TLS handshake took longer than %.1f s' % budget)
+                    sock.settimeout(left)
                 count = sock.recv_into(self._raw_view, SOCKET_READ_SIZE)
                 if not count:
                     raise ssl.SSLEOFError('the server closed the connection during the TLS handshake')
                 self._incoming.write(self._raw_view[:count])
         self._flush()
+        if budget is not None:
+            sock.settimeout(budget)
 
     def alpn(self):
         return self._tls.selected_alpn_protocol()

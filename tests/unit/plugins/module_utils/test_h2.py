@@ -448,3 +448,41 @@ def test_the_grpc_reader_only_when_asked(client, monkeypatch):
     assert list(client.snapshot('http://127.0.0.1:1')) == [(b'grpc', 0)]
     monkeypatch.setenv('ETCDOPS_SNAPSHOT_READER', 'grpc')
     assert EtcdClient(['http://127.0.0.1:1'], pki_dir='/nonexistent').snapshot_reader == 'grpc'
+
+
+def test_a_tls_handshake_dripped_a_byte_at_a_time_fails_within_the_dial_timeout():
+    # a server that answers the ClientHello one byte every 0.2 s: each read is within the dial timeout, the whole
+    # handshake must not be
+    import ssl  # pylint: disable=import-outside-toplevel
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def drip():
+        conn, dummy = listener.accept()
+        try:
+            conn.recv(65536)
+            conn.sendall(b'\x16\x03\x03\x40\x00')  # a handshake record of 16 KiB, whose body never ends
+            while not stop.is_set():
+                conn.sendall(b'\x00')
+                time.sleep(0.2)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+    thread = threading.Thread(target=drip)
+    thread.start()
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    started = time.monotonic()
+    try:
+        with pytest.raises(_h2.H2Error) as caught:
+            _h2.SnapshotCall('127.0.0.1', listener.getsockname()[1], context=context, dial_timeout=1.0)._connect()
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+    assert time.monotonic() - started < 3 and caught.value.kind == 'connect', caught.value.msg
+    assert 'timed out' in caught.value.msg or 'took longer' in caught.value.msg
