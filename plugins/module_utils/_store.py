@@ -1078,7 +1078,8 @@ class _BoundedTarInfo(tarfile.TarInfo):
         return obj
 
     @classmethod
-    def fromtarfile(cls, tar):
+    def fromtarfile(cls, tarfile):  # pylint: disable=redefined-outer-name
+        tar = tarfile
         depth = getattr(tar, '_etcdops_header_depth', 0)
         if depth > _EXTENDED_HEADER_CHAIN:
             raise StoreError('the resources archive is damaged: more than %d extended tar headers in a row: '

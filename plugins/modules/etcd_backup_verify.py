@@ -134,7 +134,8 @@ error:
   type: str
   sample: "backup 2026-11-23T10-50-32Z-3f9a failed the restore drill: snapshot.db.zst.age does not decrypt ..."
 error_kind:
-  description: What failed, in a word (fetch, decrypt, sha256, restore, etcd, revision, keys, hashkv, metadata, unsigned, unknown_signer, bad_signature, mismatch).
+  description: What failed, in a word (fetch, decrypt, sha256, restore, etcd, revision, keys, hashkv, metadata, unsigned,
+    unknown_signer, bad_signature, mismatch).
   returned: when it failed
   type: str
   sample: decrypt
@@ -239,6 +240,7 @@ def main():
     except FetchError as error:
         module.fail_json(msg='cannot verify backups: %s' % error.msg, error_kind=error.kind)
     result = dict(changed=False, location=location.path, backup_id=backup_id)
+    untrusted = None
     try:
         document = trust.document({'id': backup_id})
     except FetchError as error:
@@ -263,7 +265,7 @@ def main():
                   runner=module, start_timeout=params['start_timeout'], client_factory=client_factory)
     error = kind = None
     try:
-        if document is None:
+        if untrusted is not None:
             error, kind = 'backup %s is not trusted: %s' % (backup_id, untrusted.msg), untrusted.kind
         else:
             drill.run()

@@ -73,8 +73,8 @@ def main():
                                str(options.seconds)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
         output = proc.stdout.decode('utf-8', 'replace')
         runs = re.findall(r'stat::number_of_executed_units:\s*(\d+)', output)
-        print('fuzz %-14s %5.0f s  %s inputs  %s' % (name, time.time() - started, runs[-1] if runs else '?',
-                                                      'ok' if proc.returncode == 0 else 'FINDING (exit %d)' % proc.returncode))
+        verdict = 'ok' if proc.returncode == 0 else 'FINDING (exit %d)' % proc.returncode
+        print('fuzz %-14s %5.0f s  %s inputs  %s' % (name, time.time() - started, runs[-1] if runs else '?', verdict))
         if proc.returncode != 0:
             failed.append(name)
             sys.stdout.write(output[-4000:])

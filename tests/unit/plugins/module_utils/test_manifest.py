@@ -494,8 +494,8 @@ def test_a_huge_file_is_refused_from_its_size_before_reading(tmp_path, monkeypat
     reads = []
     real_read = os.read
     monkeypatch.setattr(os, "read", lambda fd, n: reads.append(n) or real_read(fd, n))
-    with pytest.raises(ManifestLimitError, match="%d bytes, more than the %d" % (MANIFEST_MAX_BYTES + 1,
-                                                                               MANIFEST_MAX_BYTES)):
+    expected = "%d bytes, more than the %d" % (MANIFEST_MAX_BYTES + 1, MANIFEST_MAX_BYTES)
+    with pytest.raises(ManifestLimitError, match=expected):
         StaticPodManifest.from_file(str(path))
     assert reads == []
 

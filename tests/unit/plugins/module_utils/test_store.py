@@ -926,7 +926,7 @@ def test_extract_limits_the_number_of_members_and_the_bytes(tmp_path):
 def test_extract_refuses_extended_header_bombs_and_names_with_nul(tmp_path):
     member = raw_header('file', tarfile.REGTYPE, b'data')
     end = b'\0' * 1024
-    chain = b''.join(raw_header('././@PaxHeader', tarfile.XHDTYPE, pax_record(b'comment', b'x')) for _ in range(400))
+    chain = b''.join(raw_header('././@PaxHeader', tarfile.XHDTYPE, pax_record(b'comment', b'x')) for dummy in range(400))
     with pytest.raises(StoreError, match='more than 3 extended tar headers in a row'):
         extract_resources([chain + member + end], str(tmp_path / 'a'))
     large = raw_header('././@PaxHeader', tarfile.XHDTYPE, pax_record(b'comment', b'x' * (70 * 1024)))

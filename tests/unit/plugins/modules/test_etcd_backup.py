@@ -16,7 +16,6 @@ import sys
 import pytest
 import yaml
 
-from ansible.module_utils import basic
 
 from ansible_collections.etcdops.etcd.plugins.module_utils import _backup, _snapshot
 from ansible_collections.etcdops.etcd.plugins.module_utils._bbolt_stream import StreamStatus
