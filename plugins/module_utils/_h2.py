@@ -16,6 +16,11 @@ What is implemented is what this one call needs and nothing else:
   compressed, never indexed, so no HPACK state is kept; the empty SnapshotRequest as DATA);
 * flow control (WINDOW_UPDATE for the stream and the connection as data is consumed), SETTINGS and PING
   acknowledged, GOAWAY and RST_STREAM turned into errors;
+* what a hostile or broken peer can send is checked before it costs anything: every frame's size against
+  the 64 KiB we announce, the control frames' sizes, streams and settings as RFC 9113 fixes them, DATA beyond
+  the window we gave, DATA before the response headers, header blocks (HEADERS and CONTINUATION) of more
+  than 64 KiB, and more than 1000 frames in a row without a byte of the snapshot (a flood of PINGs or
+  SETTINGS, each of which is answered); each is an H2Error of kind 'protocol';
 * the response's HEADERS and trailers are not decoded (that would need HPACK with Huffman): the snapshot proves
   itself instead. The caller (``EtcdClient.snapshot``) checks the sha256 trailer and the announced size
   (``_snapshot.TrailerCheck``); a stream that ends before a message with ``remaining_bytes`` 0 is an error here.
@@ -43,9 +48,13 @@ END_STREAM = 0x1
 END_HEADERS = 0x4
 ACK = 0x1
 PADDED = 0x8
+PRIORITY_FLAG = 0x20
 SETTINGS_ENABLE_PUSH = 0x2
 SETTINGS_INITIAL_WINDOW_SIZE = 0x4
 SETTINGS_MAX_FRAME_SIZE = 0x5
+_SETTING = struct.Struct('>HI')
+# The exact payload length of the control frames that have one (RFC 9113 section 6); others: a bad size.
+_CONTROL_LENGTH = {PRIORITY: 5, RST_STREAM: 4, PING: 8, WINDOW_UPDATE: 4}
 DEFAULT_WINDOW = 65535
 STREAM_ID = 1
 
@@ -63,6 +72,12 @@ POLL_MS = 20                      # the longest wait for LOWAT bytes before read
 # 4 MiB by default. A larger announced size is refused before anything of it is gathered: a chunk is at most
 # chunk_size and one message, within the backup's memory bound.
 MAX_MESSAGE = 4 * 1024 * 1024
+# The response's headers and trailers (HEADERS and its CONTINUATIONs): a few hundred bytes from etcd.
+MAX_HEADER_BLOCK = 64 * 1024
+# Frames in a row that carry no snapshot byte (SETTINGS, PING, empty or all-padding DATA, unknown types...): etcd
+# sends a handful between messages; a peer that sends more is flooding (every PING and SETTINGS is answered).
+MAX_IDLE_FRAMES = 1000
+MAX_WINDOW = 2 ** 31 - 1
 DEFAULT_CHUNK_SIZE = 256 * 1024   # blobs are handed on in chunks of about this size
 
 _FRAME_HEADER = struct.Struct('>BHBBI')   # 24-bit length as byte + short, type, flags, stream id
@@ -457,6 +472,52 @@ class TLSPipe(PlainPipe):
         self._flush()
 
 
+class _PeerState(object):
+    """What a SnapshotCall tracks of the server: its header blocks, its frames without data, our send windows."""
+
+    def __init__(self, fail):
+        self.fail = fail         # SnapshotCall._fail: raises H2Error
+        self.header_blocks = 0   # HEADERS frames begun: the response's headers, then its trailers
+        self.open_block = None   # while a header block waits for CONTINUATION: whether it ends the stream
+        self.block_size = 0
+        self.idle = 0            # frames in a row without a snapshot byte
+        # what we may still send (we send 5 bytes of DATA: the windows only have to stay in range)
+        self.connection_window = DEFAULT_WINDOW
+        self.stream_window = DEFAULT_WINDOW
+        self.initial_window = DEFAULT_WINDOW
+
+    def idle_frame(self):
+        self.idle += 1
+        if self.idle > MAX_IDLE_FRAMES:
+            self.fail('%d frames in a row without any of the snapshot (a flood: ENHANCE_YOUR_CALM)' % self.idle)
+
+    def setting(self, key, value):
+        if key == SETTINGS_ENABLE_PUSH and value > 1:
+            self.fail('SETTINGS_ENABLE_PUSH of %d, not 0 or 1 (PROTOCOL_ERROR)' % value)
+        elif key == SETTINGS_INITIAL_WINDOW_SIZE:
+            if value > MAX_WINDOW:
+                self.fail('SETTINGS_INITIAL_WINDOW_SIZE of %d, above 2^31-1 (FLOW_CONTROL_ERROR)' % value)
+            self.stream_window += value - self.initial_window
+            self.initial_window = value
+            if self.stream_window > MAX_WINDOW:
+                self.fail('a stream window above 2^31-1 (FLOW_CONTROL_ERROR)')
+        elif key == SETTINGS_MAX_FRAME_SIZE and not 16384 <= value <= 16777215:
+            self.fail('SETTINGS_MAX_FRAME_SIZE of %d, outside 16384-16777215 (PROTOCOL_ERROR)' % value)
+        # other settings (and unknown ones) bound what we send, which is one small request: nothing to do
+
+    def grow_window(self, stream_id, increment):
+        if stream_id == 0:
+            self.connection_window += increment
+            window = self.connection_window
+        elif stream_id == STREAM_ID:
+            self.stream_window += increment
+            window = self.stream_window
+        else:
+            return  # a stream we did not open: nothing to track
+        if window > MAX_WINDOW:
+            self.fail('a WINDOW_UPDATE that takes a window above 2^31-1 (FLOW_CONTROL_ERROR)')
+
+
 class SnapshotCall(object):
     """Iterate to receive one member's snapshot as (chunk, remaining_bytes) pairs: the blobs of etcd's messages
     gathered into chunks of about chunk_size bytes (SnapshotDecoder), remaining_bytes that of the chunk's last.
@@ -559,7 +620,7 @@ class SnapshotCall(object):
         raise H2Error('%s:%s: %s (after %d bytes of the snapshot)' % (self.host, self.port, msg, self.received),
                       kind, self.received)
 
-    def _messages(self):  # pylint: disable=too-many-branches,too-many-statements
+    def _messages(self):  # pylint: disable=too-many-branches,too-many-statements,too-many-locals
         buf = bytearray(BUFFER_SIZE)
         view = memoryview(buf)
         start = end = 0
@@ -569,6 +630,7 @@ class SnapshotCall(object):
         unacknowledged = 0
         ended = False
         decoder = SnapshotDecoder(self.chunk_size)
+        state = _PeerState(self._fail)
         self._sock.stream(self._deadline)
         lowat = True
         while not ended:
@@ -577,10 +639,11 @@ class SnapshotCall(object):
                 if end - start >= 9:
                     high, low, kind, flags, stream_id = unpack(buf, start)
                     length = (high << 16) | low
+                    if length > MAX_FRAME_SIZE:
+                        self._fail('a frame of %d bytes, larger than the %d announced (FRAME_SIZE_ERROR)'
+                                   % (length, MAX_FRAME_SIZE))
                     if end - start >= 9 + length:
                         break
-                    if length > MAX_FRAME_SIZE:
-                        self._fail('a frame of %d bytes, larger than the %d announced' % (length, MAX_FRAME_SIZE))
                 if len(buf) - end < READ_SIZE:
                     buf[:end - start] = buf[start:end]
                     end -= start
@@ -594,9 +657,13 @@ class SnapshotCall(object):
             payload = start + 9
             start = payload + length
             stream_id &= 0x7fffffff
+            if state.open_block is not None and kind != CONTINUATION:
+                self._fail('a frame of type %d inside a header block (a CONTINUATION was due)' % kind)
             if kind == DATA:
                 if stream_id != STREAM_ID:
                     self._fail('DATA on stream %d' % stream_id)
+                if not state.header_blocks:
+                    self._fail('DATA before the response headers')
                 self.frames += 1
                 first, last = payload, payload + length
                 if flags & PADDED:
@@ -604,6 +671,14 @@ class SnapshotCall(object):
                         self._fail('a DATA frame with a bad padding length')
                     last -= buf[payload]
                     first += 1
+                unacknowledged += length
+                if unacknowledged > self.window:
+                    self._fail('%d bytes of DATA beyond the window of %d given (FLOW_CONTROL_ERROR)'
+                               % (unacknowledged - self.window, self.window))
+                if last > first:
+                    state.idle = 0
+                else:
+                    state.idle_frame()
                 try:
                     decoder.feed(view, first, last)
                 except ValueError as exc:
@@ -616,38 +691,18 @@ class SnapshotCall(object):
                         self.received += len(chunk[0])
                         yield chunk
                     del decoder.ready[:]
-                unacknowledged += length
                 if unacknowledged >= half_window:
                     increment = struct.pack('>I', unacknowledged)
                     self._send(frame(WINDOW_UPDATE, 0, 0, increment) + frame(WINDOW_UPDATE, 0, STREAM_ID, increment))
                     unacknowledged = 0
                 if flags & END_STREAM:
                     ended = True
-            elif kind == HEADERS:
-                # The response's headers, then its trailers (or trailers only: an error before any message).
-                if stream_id != STREAM_ID:
-                    self._fail('HEADERS on stream %d' % stream_id)
-                if flags & END_STREAM:
-                    ended = True
-            elif kind == SETTINGS:
-                if not flags & ACK:
-                    self._send(frame(SETTINGS, ACK, 0))
-            elif kind == PING:
-                if not flags & ACK:
-                    self._send(frame(PING, ACK, 0, bytes(view[payload:payload + length])))
-            elif kind == RST_STREAM:
-                if stream_id == STREAM_ID:
-                    code = struct.unpack_from('>I', buf, payload)[0] if length >= 4 else -1
-                    self._fail('the server reset the stream (%s)' % error_name(code),
-                               'broken' if self.received else 'refused')
-            elif kind == GOAWAY:
-                last_stream, code = struct.unpack_from('>II', buf, payload) if length >= 8 else (0, 1)
-                if (last_stream & 0x7fffffff) < STREAM_ID or code != 0:
-                    self._fail('the server closed the connection (GOAWAY %s)' % error_name(code),
-                               'broken' if self.received else 'refused')
-            elif kind == PUSH_PROMISE:
-                self._fail('a PUSH_PROMISE, though push was disabled')
-            # WINDOW_UPDATE, PRIORITY, CONTINUATION (of headers not decoded) and unknown frames: nothing to do
+                continue
+            state.idle_frame()
+            if kind in (HEADERS, CONTINUATION):
+                ended = self._header_frame(state, kind, flags, stream_id, buf, payload, length)
+            else:
+                self._control(state, kind, flags, stream_id, buf, payload, length)
         try:
             decoder.finish()
         except ValueError as exc:
@@ -660,3 +715,82 @@ class SnapshotCall(object):
         for chunk in decoder.ready:
             self.received += len(chunk[0])
             yield chunk
+
+    def _header_frame(self, state, kind, flags, stream_id, buf, payload, length):  # pylint: disable=too-many-arguments
+        """A HEADERS or CONTINUATION frame: the response's headers, then its trailers (or trailers only: an error
+        before any message). The blocks are not decoded, only bounded. True when the stream ends with it."""
+        if stream_id != STREAM_ID:
+            self._fail('%s on stream %d' % ('HEADERS' if kind == HEADERS else 'CONTINUATION', stream_id))
+        if kind == CONTINUATION:
+            if state.open_block is None:
+                self._fail('a CONTINUATION without a HEADERS frame before it')
+            block = length
+        else:
+            if state.header_blocks >= 2:
+                self._fail('a third header block on the stream (headers and trailers were sent)')
+            if state.header_blocks == 1 and not flags & END_STREAM:
+                self._fail('trailers (a second HEADERS frame) that do not end the stream')
+            state.header_blocks += 1
+            state.open_block = bool(flags & END_STREAM)
+            state.block_size = 0
+            block = length
+            if flags & PADDED:
+                if not length or buf[payload] >= length:
+                    self._fail('a HEADERS frame with a bad padding length')
+                block -= buf[payload] + 1
+            if flags & PRIORITY_FLAG:
+                block -= 5
+                if block < 0:
+                    self._fail('a HEADERS frame too short for its priority fields (FRAME_SIZE_ERROR)')
+        state.block_size += block
+        if state.block_size > MAX_HEADER_BLOCK:
+            self._fail('a header block of more than %d bytes' % MAX_HEADER_BLOCK)
+        if not flags & END_HEADERS:
+            return False
+        ends = state.open_block
+        state.open_block = None
+        return ends
+
+    def _control(self, state, kind, flags, stream_id, buf, payload, length):  # pylint: disable=too-many-arguments
+        """The frames that carry no part of the response: checked as RFC 9113 asks, answered or turned into
+        errors."""
+        size = _CONTROL_LENGTH.get(kind)
+        if size is not None and length != size:
+            self._fail('a frame of type %d with %d bytes, not %d (FRAME_SIZE_ERROR)' % (kind, length, size))
+        if kind in (SETTINGS, PING, GOAWAY) and stream_id != 0:
+            self._fail('a frame of type %d on stream %d, not on the connection' % (kind, stream_id))
+        if kind in (RST_STREAM, PRIORITY) and stream_id == 0:
+            self._fail('a frame of type %d on the connection, not on a stream' % kind)
+        if kind == SETTINGS:
+            if flags & ACK:
+                if length:
+                    self._fail('a SETTINGS acknowledgement with a payload (FRAME_SIZE_ERROR)')
+                return
+            if length % 6:
+                self._fail('SETTINGS of %d bytes, not a multiple of 6 (FRAME_SIZE_ERROR)' % length)
+            for offset in range(payload, payload + length, 6):
+                state.setting(*_SETTING.unpack_from(buf, offset))
+            self._send(frame(SETTINGS, ACK, 0))
+        elif kind == PING:
+            if not flags & ACK:
+                self._send(frame(PING, ACK, 0, bytes(buf[payload:payload + length])))
+        elif kind == WINDOW_UPDATE:
+            increment = struct.unpack_from('>I', buf, payload)[0] & 0x7fffffff
+            if not increment:
+                self._fail('a WINDOW_UPDATE of 0 (PROTOCOL_ERROR)')
+            state.grow_window(stream_id, increment)
+        elif kind == RST_STREAM:
+            if stream_id == STREAM_ID:
+                code = struct.unpack_from('>I', buf, payload)[0]
+                self._fail('the server reset the stream (%s)' % error_name(code),
+                           'broken' if self.received else 'refused')
+        elif kind == GOAWAY:
+            if length < 8:
+                self._fail('a GOAWAY of %d bytes, less than 8 (FRAME_SIZE_ERROR)' % length)
+            last_stream, code = struct.unpack_from('>II', buf, payload)
+            if (last_stream & 0x7fffffff) < STREAM_ID or code != 0:
+                self._fail('the server closed the connection (GOAWAY %s)' % error_name(code),
+                           'broken' if self.received else 'refused')
+        elif kind == PUSH_PROMISE:
+            self._fail('a PUSH_PROMISE, though push was disabled')
+        # PRIORITY and unknown frame types: nothing to do (RFC 9113 asks to ignore unknown types)

@@ -486,3 +486,139 @@ def test_a_tls_handshake_dripped_a_byte_at_a_time_fails_within_the_dial_timeout(
         listener.close()
     assert time.monotonic() - started < 3 and caught.value.kind == 'connect', caught.value.msg
     assert 'timed out' in caught.value.msg or 'took longer' in caught.value.msg
+
+
+# -- a peer that breaks HTTP/2's rules: refused before it costs anything -------------------------------------
+
+class ScriptedPipe(object):
+    """The pipe a SnapshotCall reads, fed from bytes: no socket, every read takes what the buffer asks for."""
+
+    def __init__(self, data):
+        self.data = data
+        self.pos = 0
+        self.sent = []
+
+    def stream(self, deadline):
+        pass
+
+    def set_lowat(self, size):
+        pass
+
+    def recv_into(self, view, size):
+        count = min(size, len(view), len(self.data) - self.pos)
+        view[:count] = self.data[self.pos:self.pos + count]
+        self.pos += count
+        return count
+
+    def sendall(self, data):
+        self.sent.append(bytes(data))
+
+    def close(self):
+        pass
+
+
+def play(data, **options):
+    snapshot = _h2.SnapshotCall('peer.example', 2379, None, **options)
+    snapshot._sock = ScriptedPipe(data)
+    return snapshot, [bytes(chunk) for chunk, dummy in snapshot._messages()]
+
+
+def refused(data, **options):
+    with pytest.raises(_h2.H2Error) as caught:
+        play(data, **options)
+    assert caught.value.kind == 'protocol', caught.value.msg
+    return caught.value.msg
+
+
+F = _h2.frame
+
+
+def a_stream(size=100 * 1024):
+    whole, dummy, bodies = snapshot_messages(size)
+    return whole, b''.join(data_frames(b''.join(grpc_message(body) for body in bodies), 16384))
+
+
+def test_a_well_formed_stream_with_header_blocks_in_continuations_padding_and_priority():
+    whole, frames = a_stream()
+    headers = F(_h2.HEADERS, _h2.PADDED | _h2.PRIORITY_FLAG, 1, b'\x02' + b'\x00\x00\x00\x00\x10' + HEADERS[9:13] +
+                b'\x00\x00')
+    headers += F(_h2.CONTINUATION, _h2.END_HEADERS, 1, HEADERS[13:])
+    trailers = F(_h2.HEADERS, _h2.END_STREAM, 1, TRAILERS[9:12]) + F(_h2.CONTINUATION, 0, 1, TRAILERS[12:14])
+    trailers += F(_h2.CONTINUATION, _h2.END_HEADERS, 1, TRAILERS[14:])
+    extras = F(_h2.SETTINGS, 0, 0, struct.pack('>HIHI', 4, 2 ** 31 - 1, 5, 16384))
+    extras += F(_h2.WINDOW_UPDATE, 0, 0, b'\x00\x01\x00\x00') + F(_h2.PRIORITY, 0, 3, b'\x00' * 5) + F(0xfa, 0, 0, b'?')
+    snapshot, chunks = play(extras + headers + frames + trailers)
+    assert b''.join(chunks) == whole
+    assert F(_h2.SETTINGS, _h2.ACK, 0) in snapshot._sock.sent
+
+
+WELL = (F(_h2.SETTINGS, 0, 0, b''), HEADERS)
+
+
+@pytest.mark.parametrize('frames, message', [
+    ([F(_h2.DATA, 0, 1, b'\0' * 16)[:3].replace(b'\x00\x00\x10', b'\x01\x00\x01') + F(_h2.DATA, 0, 1)[3:] +
+      b'\0' * 65537], 'larger than the 65536 announced'),
+    ([F(_h2.PING, 0, 0, b'1234567')], 'with 7 bytes, not 8'),
+    ([F(_h2.PING, 0, 1, b'12345678')], 'on stream 1, not on the connection'),
+    ([F(_h2.SETTINGS, 0, 1, b'')], 'on stream 1, not on the connection'),
+    ([F(_h2.SETTINGS, 0, 0, b'\0' * 7)], 'not a multiple of 6'),
+    ([F(_h2.SETTINGS, _h2.ACK, 0, b'\0' * 6)], 'acknowledgement with a payload'),
+    ([F(_h2.SETTINGS, 0, 0, struct.pack('>HI', 2, 2))], 'SETTINGS_ENABLE_PUSH of 2'),
+    ([F(_h2.SETTINGS, 0, 0, struct.pack('>HI', 4, 2 ** 31))], 'SETTINGS_INITIAL_WINDOW_SIZE of 2147483648'),
+    ([F(_h2.SETTINGS, 0, 0, struct.pack('>HI', 5, 100))], 'SETTINGS_MAX_FRAME_SIZE of 100'),
+    ([F(_h2.SETTINGS, 0, 0, struct.pack('>HI', 5, 2 ** 24))], 'outside 16384-16777215'),
+    ([F(_h2.WINDOW_UPDATE, 0, 1, b'\x00\x00\x00\x00')], 'WINDOW_UPDATE of 0'),
+    ([F(_h2.WINDOW_UPDATE, 0, 0, b'\x7f\xff\xff\xff')], 'window above 2^31-1'),
+    ([F(_h2.SETTINGS, 0, 0, struct.pack('>HI', 4, 2 ** 31 - 1)), F(_h2.WINDOW_UPDATE, 0, 1, b'\x00\x00\x00\x01')],
+     'window above 2^31-1'),
+    ([F(_h2.WINDOW_UPDATE, 0, 0, b'\x00\x00\x01')], 'with 3 bytes, not 4'),
+    ([F(_h2.RST_STREAM, 0, 0, b'\x00\x00\x00\x01')], 'on the connection, not on a stream'),
+    ([F(_h2.RST_STREAM, 0, 1, b'\x00\x00\x01')], 'with 3 bytes, not 4'),
+    ([F(_h2.PRIORITY, 0, 1, b'\x00' * 4)], 'with 4 bytes, not 5'),
+    ([F(_h2.GOAWAY, 0, 0, b'\x00' * 7)], 'GOAWAY of 7 bytes'),
+    ([F(_h2.GOAWAY, 0, 1, b'\x00' * 8)], 'on stream 1, not on the connection'),
+    ([F(_h2.DATA, 0, 1, b'\x00\x00\x00\x00\x05')], 'DATA before the response headers'),
+    ([F(_h2.CONTINUATION, _h2.END_HEADERS, 1, b'')], 'CONTINUATION without a HEADERS frame'),
+    ([F(_h2.HEADERS, 0, 1, b'\x88'), F(_h2.PING, 0, 0, b'12345678')], 'inside a header block'),
+    ([F(_h2.HEADERS, 0, 1, b'\x88'), F(_h2.CONTINUATION, _h2.END_HEADERS, 3, b'')], 'CONTINUATION on stream 3'),
+    ([F(_h2.HEADERS, _h2.PADDED, 1, b'\x05abcd')], 'bad padding length'),
+    ([F(_h2.HEADERS, _h2.PRIORITY_FLAG, 1, b'\x00\x00')], 'too short for its priority fields'),
+    ([HEADERS, F(_h2.HEADERS, _h2.END_HEADERS, 1, b'\x88')], 'trailers (a second HEADERS frame) that do not end'),
+    ([F(_h2.PUSH_PROMISE, _h2.END_HEADERS, 1, b'\x00\x00\x00\x02')], 'PUSH_PROMISE'),
+], ids=lambda value: value if isinstance(value, str) else '')
+def test_frames_that_break_the_rules_are_refused(frames, message):
+    assert message in refused(b''.join(frames))
+
+
+def test_a_header_block_is_bounded_across_its_continuations():
+    flood = F(_h2.HEADERS, 0, 1, b'\x88') + F(_h2.CONTINUATION, 0, 1, b'\x00' * 16384) * 5
+    assert 'a header block of more than 65536 bytes' in refused(flood)
+
+
+def test_a_flood_of_frames_without_snapshot_data_is_refused_and_not_all_answered():
+    for filler in (F(_h2.PING, 0, 0, b'12345678'), F(_h2.SETTINGS, 0, 0), F(_h2.CONTINUATION, 0, 1),
+                   F(_h2.DATA, _h2.PADDED, 1, b'\x00'), F(0x0b, 0, 0, b'')):
+        head = F(_h2.HEADERS, 0, 1, b'\x88') if filler[3] == _h2.CONTINUATION else HEADERS
+        with pytest.raises(_h2.H2Error) as caught:
+            snapshot, dummy = play(head + filler * 5000)
+        assert 'frames in a row without any of the snapshot' in caught.value.msg
+        assert caught.value.kind == 'protocol'
+    # the answers stop at the bound: a PING flood is not mirrored
+    snapshot = _h2.SnapshotCall('peer.example', 2379, None)
+    snapshot._sock = ScriptedPipe(HEADERS + F(_h2.PING, 0, 0, b'12345678') * 5000)
+    with pytest.raises(_h2.H2Error):
+        list(snapshot._messages())
+    assert len(snapshot._sock.sent) <= _h2.MAX_IDLE_FRAMES
+
+
+def test_control_frames_between_data_frames_are_not_a_flood():
+    whole, frames = a_stream(300 * 1024)
+    ping = F(_h2.PING, 0, 0, b'12345678') * 50
+    pieces = [frames[offset:offset + 16393] for offset in range(0, len(frames), 16393)]
+    dummy, chunks = play(HEADERS + b''.join(ping + piece for piece in pieces) + TRAILERS)
+    assert b''.join(chunks) == whole
+
+
+def test_data_beyond_the_window_given_is_refused():
+    message = refused(HEADERS + F(_h2.DATA, 0, 1, b'\x00' * 65536), window=65535)
+    assert 'beyond the window of 65535 given (FLOW_CONTROL_ERROR)' in message
