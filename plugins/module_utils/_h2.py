@@ -712,6 +712,9 @@ class SnapshotCall(object):
         if decoder.remaining != 0:
             self._fail('the server ended the stream with %d bytes of the snapshot still to come' % decoder.remaining,
                        'broken' if self.received else 'refused')
+        if not self.received and not any(len(chunk[0]) for chunk in decoder.ready):
+            self._fail('the server ended the call with messages that carry none of the snapshot (a snapshot is '
+                       'never empty)', 'refused')
         for chunk in decoder.ready:
             self.received += len(chunk[0])
             yield chunk

@@ -408,11 +408,13 @@ class StaticPodManifest(object):
     @property
     def pod_name(self):
         """metadata.name; kubelet names the running pod ``<pod_name>-<node name>``."""
-        return self.metadata.get('name')
+        value = self.metadata.get('name')
+        return value if isinstance(value, str) else None
 
     @property
     def namespace(self):
-        return self.metadata.get('namespace') or 'default'
+        value = self.metadata.get('namespace')
+        return value if isinstance(value, str) and value else 'default'
 
     @property
     def command(self):
@@ -463,7 +465,9 @@ class StaticPodManifest(object):
 
     @property
     def image(self):
-        return self.container.get('image')
+        """The container's image (None when it is not a string)."""
+        value = self.container.get('image')
+        return value if isinstance(value, str) else None
 
     @property
     def image_tag(self):
@@ -478,11 +482,14 @@ class StaticPodManifest(object):
     def host_paths(self):
         """hostPath volumes: name -> {'path': ..., 'type': ...}."""
         spec = self.document.get('spec') or {}
+        volumes = spec.get('volumes') if isinstance(spec, dict) else None
         result = {}
-        for volume in spec.get('volumes') or []:
-            if isinstance(volume, dict) and isinstance(volume.get('hostPath'), dict):
-                result[volume.get('name')] = {'path': volume['hostPath'].get('path'),
-                                              'type': volume['hostPath'].get('type')}
+        for volume in volumes if isinstance(volumes, list) else []:
+            if not isinstance(volume, dict) or not isinstance(volume.get('hostPath'), dict):
+                continue
+            name, path = volume.get('name'), volume['hostPath'].get('path')
+            if isinstance(name, str) and isinstance(path, str):
+                result[name] = {'path': path, 'type': volume['hostPath'].get('type')}
         return result
 
     def host_path(self, container_path):
@@ -492,13 +499,17 @@ class StaticPodManifest(object):
         container_path = os.path.normpath(container_path)
         volumes = self.host_paths
         best = None
-        for mount in self.container.get('volumeMounts') or []:
-            if not isinstance(mount, dict) or mount.get('name') not in volumes or not mount.get('mountPath'):
+        mounts = self.container.get('volumeMounts')
+        for mount in mounts if isinstance(mounts, list) else []:
+            if not isinstance(mount, dict):
                 continue
-            mount_path = os.path.normpath(mount['mountPath'])
+            name, mount_path = mount.get('name'), mount.get('mountPath')
+            if not isinstance(name, str) or name not in volumes or not isinstance(mount_path, str) or not mount_path:
+                continue
+            mount_path = os.path.normpath(mount_path)
             if container_path == mount_path or container_path.startswith(mount_path.rstrip('/') + '/'):
                 if best is None or len(mount_path) > len(best[0]):
-                    best = (mount_path, volumes[mount['name']]['path'])
+                    best = (mount_path, volumes[name]['path'])
         if best is None or not best[1]:
             return None
         rest = container_path[len(best[0]):].lstrip('/')

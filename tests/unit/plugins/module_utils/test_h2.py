@@ -622,3 +622,10 @@ def test_control_frames_between_data_frames_are_not_a_flood():
 def test_data_beyond_the_window_given_is_refused():
     message = refused(HEADERS + F(_h2.DATA, 0, 1, b'\x00' * 65536), window=65535)
     assert 'beyond the window of 65535 given (FLOW_CONTROL_ERROR)' in message
+
+
+def test_a_call_whose_messages_carry_no_snapshot_byte_is_refused():
+    # one empty SnapshotResponse: remaining_bytes reads as 0, yet no byte of a snapshot came
+    with pytest.raises(_h2.H2Error) as caught:
+        play(HEADERS + F(_h2.DATA, _h2.END_STREAM, 1, b'\x00\x00\x00\x00\x00'))
+    assert caught.value.kind == 'refused' and 'carry none of the snapshot' in caught.value.msg

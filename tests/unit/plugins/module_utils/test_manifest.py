@@ -700,3 +700,19 @@ def test_running_from_the_process_table():
     answers = [([], []), ([], [{"pid": 41, "started": 1001.0}])]
     ok, details, _took = wait(ScriptedWatcher(answers, runtime=PROCESS_TABLE), "running", settle=1, since=1000.0)
     assert ok and details["pids"] == [41] and details["container_ids"] == [] and details["restarts"] == 0
+
+
+@pytest.mark.parametrize("spec", [
+    # a mount whose name no volume has (a volume without a name), names and paths of the wrong type
+    "{containers: [{name: etcd, volumeMounts: [{mountPath: /var/lib/etcd}]}], volumes: [{hostPath: {path: /x}}]}",
+    "{containers: [{name: etcd, volumeMounts: [{name: [a], mountPath: /var/lib/etcd}]}], "
+    "volumes: [{name: [a], hostPath: {path: /x}}]}",
+    "{containers: [{name: etcd, volumeMounts: [{name: d, mountPath: 5}]}], volumes: [{name: d, hostPath: {path: 7}}]}",
+    "{containers: [{name: etcd, volumeMounts: 5, image: 7}], volumes: 3}",
+    "{containers: [{name: etcd, volumeMounts: {a: b}}], volumes: {name: d}}",
+])
+def test_volumes_and_mounts_of_the_wrong_shape_are_no_host_path(spec):
+    found = StaticPodManifest("kind: Pod\nmetadata: {name: [x], namespace: 3}\nspec: %s\n" % spec)
+    assert found.host_path("/var/lib/etcd") is None
+    assert found.pod_name is None and found.namespace == "default"
+    assert found.image is None and found.image_tag is None and found.etcd_version is None

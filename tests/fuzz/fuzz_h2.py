@@ -1,0 +1,153 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fuzz target: what an etcd member (or whatever answers on its port) sends back to the snapshot reader
+(``_h2.SnapshotCall``, as every backup reads a member): HTTP/2 frames, the gRPC messages they carry and the
+SnapshotResponses inside, handed over in pieces whose sizes the input's first bytes give, as a network would.
+
+Beyond "only H2Error": a stream that is accepted hands on as many bytes as it says it received, ends on a
+message with remaining_bytes 0, and what the reader sent back (acknowledgements, window updates) is no larger
+than what it was sent plus a small constant: a peer cannot make the reader amplify it.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), '.build', 'collections'))
+
+from harness import chunks_of, Target  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.etcdops.etcd.plugins.module_utils import _h2  # noqa: E402
+
+# The response headers and trailers etcd sends (HPACK as recorded from etcd 3.6; not decoded by the reader).
+HEADERS = _h2.frame(_h2.HEADERS, _h2.END_HEADERS, 1, b'\x88\x5f\x8b\x1d\x75\xd0\x62\x0d\x26\x3d\x4c\x4d\x65\x64')
+TRAILERS = _h2.frame(_h2.HEADERS, _h2.END_HEADERS | _h2.END_STREAM, 1,
+                     b'\x40\x88\x9a\xca\xc8\xb2\x12\x34\xda\x8f\x01\x30')
+
+
+class ScriptedPipe(object):
+    """The pipe a SnapshotCall reads, fed from chunks: each read gets at most the next chunk."""
+
+    def __init__(self, chunks):
+        self.chunks = chunks
+        self.index = 0
+        self.offset = 0
+        self.sent = 0
+
+    def stream(self, deadline):
+        pass
+
+    def set_lowat(self, size):
+        pass
+
+    def recv_into(self, view, size):
+        if self.index >= len(self.chunks):
+            return 0
+        chunk = self.chunks[self.index]
+        count = min(size, len(view), len(chunk) - self.offset)
+        view[:count] = chunk[self.offset:self.offset + count]
+        self.offset += count
+        if self.offset == len(chunk):
+            self.index += 1
+            self.offset = 0
+        return count
+
+    def sendall(self, data):
+        self.sent += len(data)
+
+    def close(self):
+        pass
+
+
+def split(data):
+    """(chunk sizes, window, chunk size, stream): byte 0's low bits say how many u16 sizes (1-4) follow, its high
+    bit a small flow-control window (the reader's minimum, where overruns are reachable)."""
+    head = data[0] if data else 0
+    count = 1 + (head & 3)
+    end = 1 + 2 * count
+    sizes = [1 + size for size in struct.unpack('<%dH' % count, data[1:end].ljust(2 * count, b'\0'))]
+    window = _h2.DEFAULT_WINDOW if head & 0x80 else _h2.DEFAULT_STREAM_WINDOW
+    chunk_size = 1 if head & 0x40 else 16 * 1024
+    return sizes, window, chunk_size, data[end:]
+
+
+def one_input(data):
+    sizes, window, chunk_size, stream = split(data)
+    call = _h2.SnapshotCall('fuzzed.example', 2379, None, window=window, chunk_size=chunk_size)
+    call._sock = pipe = ScriptedPipe(chunks_of(stream, sizes))  # pylint: disable=protected-access
+    handed = 0
+    last = None
+    try:
+        for chunk, remaining in call._messages():  # pylint: disable=protected-access
+            handed += len(chunk)
+            last = remaining
+    except _h2.H2Error:
+        assert pipe.sent <= len(stream) + 4096, 'sent %d bytes for %d received' % (pipe.sent, len(stream))
+        raise
+    assert handed == call.received and last == 0, (handed, call.received, last)
+    assert pipe.sent <= len(stream) + 4096, 'sent %d bytes for %d received' % (pipe.sent, len(stream))
+
+
+def _varint(value):
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7f) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number, value):
+    if isinstance(value, int):
+        return _varint(number << 3) + _varint(value)
+    return _varint((number << 3) | 2) + _varint(len(value)) + value
+
+
+def _grpc_stream(size, piece):
+    """The gRPC messages of a snapshot of size bytes in pieces, header first, remaining_bytes counting down."""
+    data = bytes(bytearray((index * 7 + 3) & 0xff for index in range(size)))
+    out = []
+    sent = 0
+    header = _field(1, _field(1, 0x1234567890abcdef) + _field(2, 42) + _field(3, 1000) + _field(4, 7))
+    for offset in range(0, size, piece):
+        blob = data[offset:offset + piece]
+        sent += len(blob)
+        body = header + (_field(2, size - sent) if size - sent else b'') + _field(3, blob)
+        if size == sent:
+            body += _field(4, b'3.6.0')
+        out.append(b'\x00' + struct.pack('>I', len(body)) + body)
+    return b''.join(out)
+
+
+def _frames(stream, size, padded=False):
+    frames = []
+    for offset in range(0, len(stream), size):
+        piece = stream[offset:offset + size]
+        if padded:
+            frames.append(_h2.frame(_h2.DATA, _h2.PADDED, 1, b'\x02' + piece + b'\x00\x00'))
+        else:
+            frames.append(_h2.frame(_h2.DATA, 0, 1, piece))
+    return b''.join(frames)
+
+
+def seeds():
+    settings = _h2.frame(_h2.SETTINGS, 0, 0, struct.pack('>HIHI', 3, 100, 4, 1 << 20))
+    ping = _h2.frame(_h2.PING, 0, 0, b'12345678')
+    update = _h2.frame(_h2.WINDOW_UPDATE, 0, 0, b'\x00\x00\x10\x00')
+    for size, piece, frame_size, head, padded in ((3000, 1000, 16384, 0, False), (20000, 4096, 1000, 1, True),
+                                                  (40000, 32768, 16384, 0xc2, False), (0, 1, 100, 0, False)):
+        stream = _grpc_stream(size, piece) if size else b''
+        body = settings + HEADERS + ping + update + _frames(stream, frame_size, padded) + TRAILERS
+        count = 1 + (head & 3)
+        yield bytes([head]) + struct.pack('<%dH' % count, *([4095, 12, 65535, 0][:count])) + body
+    # header blocks in CONTINUATIONs, a GOAWAY, a reset
+    yield b'\x00\xff\x0f' + _h2.frame(_h2.HEADERS, 0, 1, HEADERS[9:12]) + _h2.frame(
+        _h2.CONTINUATION, _h2.END_HEADERS, 1, HEADERS[12:]) + _frames(_grpc_stream(500, 100), 200) + _h2.frame(
+            _h2.GOAWAY, 0, 0, b'\x00\x00\x00\x01\x00\x00\x00\x00') + TRAILERS
+    yield b'\x00\xff\x0f' + HEADERS + _h2.frame(_h2.RST_STREAM, 0, 1, b'\x00\x00\x00\x08')
+
+
+TARGET = Target('h2', one_input, seeds, allowed=(_h2.H2Error,), max_len=128 * 1024)
