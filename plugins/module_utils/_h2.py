@@ -162,7 +162,8 @@ class SnapshotDecoder(object):
 
     The blobs are copied once, straight from what is fed into chunks of about chunk_size bytes, which wait in
     ``ready`` as (chunk, remaining_bytes of its last message); a message with remaining_bytes 0 ends its chunk, so
-    that the sha256 trailer etcd sends last comes alone, as etcd sent it. Raises ValueError on what is not a
+    that the sha256 trailer etcd sends last comes alone, as etcd sent it. A message without blob bytes (etcd
+    sends none) is read and ignored: it cannot end the stream. Raises ValueError on what is not a
     SnapshotResponse stream.
 
     The fields are read as they stream by, each byte once: what the decoder keeps of a message besides its blob
@@ -174,13 +175,14 @@ class SnapshotDecoder(object):
         self.chunk_size = chunk_size
         self.ready = []
         self.messages = 0
-        self.remaining = None     # remaining_bytes of the last whole message
+        self.remaining = None     # remaining_bytes of the last whole message that carried snapshot bytes
         self._state = PREFIX_STATE
         self._small = bytearray()  # a prefix or a varint cut by the end of a piece
         self._left = 0             # bytes of the current message still to be fed
         self._skip = 0             # bytes of the blob or of a skipped field still to be fed
         self._field = 0            # the number of the field being read
         self._blobs = 0            # blobs in the current message
+        self._blob_size = 0        # the size of its blob
         self._message_remaining = None
         self._out = bytearray(chunk_size + 65536)
         self._pos = 0
@@ -224,6 +226,7 @@ class SnapshotDecoder(object):
                 del small[:]
                 self._left = size
                 self._blobs = 0
+                self._blob_size = 0
                 self._message_remaining = None
                 self._state = KEY_STATE
                 if not size:
@@ -278,6 +281,7 @@ class SnapshotDecoder(object):
             self._blobs += 1
             if self._blobs > 1:
                 raise ValueError('a message with two blobs')
+            self._blob_size = value
             self._skip = value
             self._state = BLOB_STATE
             if not value:
@@ -299,10 +303,12 @@ class SnapshotDecoder(object):
             self._done()
 
     def _done(self):
-        remaining = self._message_remaining or 0
         self.messages += 1
-        self.remaining = remaining
         self._state = PREFIX_STATE
+        if not self._blob_size:
+            return  # a message without snapshot bytes neither ends the stream nor says what is left
+        remaining = self._message_remaining or 0
+        self.remaining = remaining
         if self._pos and (self._pos >= self.chunk_size or remaining == 0):
             self._flush()
 
@@ -712,9 +718,6 @@ class SnapshotCall(object):
         if decoder.remaining != 0:
             self._fail('the server ended the stream with %d bytes of the snapshot still to come' % decoder.remaining,
                        'broken' if self.received else 'refused')
-        if not self.received and not any(len(chunk[0]) for chunk in decoder.ready):
-            self._fail('the server ended the call with messages that carry none of the snapshot (a snapshot is '
-                       'never empty)', 'refused')
         for chunk in decoder.ready:
             self.received += len(chunk[0])
             yield chunk

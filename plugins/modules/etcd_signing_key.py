@@ -139,7 +139,8 @@ def main():
         except SigningError as error:
             module.fail_json(msg='%s; it was left as it is' % error.msg, **result)
     elif module.check_mode:
-        module.exit_json(**dict(result, changed=True, msg='would make a new signing key at %s' % path))
+        result.update(changed=True, msg='would make a new signing key at %s' % path)
+        module.exit_json(**result)
     else:
         key = generate()
     public_text = key.public.text()
@@ -152,7 +153,8 @@ def main():
     if exists and public_ok:
         module.exit_json(msg='signing key %s at %s' % (key.id, path), **result)
     if module.check_mode:
-        module.exit_json(**dict(result, changed=True, msg='would write the public key %s to %s' % (key.id, public_path)))
+        result.update(changed=True, msg='would write the public key %s to %s' % (key.id, public_path))
+        module.exit_json(**result)
     try:
         for directory in sorted(set([os.path.dirname(path), os.path.dirname(public_path)])):
             if not os.path.isdir(directory):
@@ -162,8 +164,9 @@ def main():
         write_atomic(public_path, public_text, 0o644)
     except (IOError, OSError) as error:
         module.fail_json(msg='cannot write the signing key: %s' % (error.strerror or error), **result)
-    module.exit_json(**dict(result, changed=True, msg='%s signing key %s at %s, public key at %s' % (
-        'kept' if exists else 'made', key.id, path, public_path)))
+    result.update(changed=True, msg='%s signing key %s at %s, public key at %s' % (
+        'kept' if exists else 'made', key.id, path, public_path))
+    module.exit_json(**result)
 
 
 if __name__ == '__main__':

@@ -628,4 +628,12 @@ def test_a_call_whose_messages_carry_no_snapshot_byte_is_refused():
     # one empty SnapshotResponse: remaining_bytes reads as 0, yet no byte of a snapshot came
     with pytest.raises(_h2.H2Error) as caught:
         play(HEADERS + F(_h2.DATA, _h2.END_STREAM, 1, b'\x00\x00\x00\x00\x00'))
-    assert caught.value.kind == 'refused' and 'carry none of the snapshot' in caught.value.msg
+    assert caught.value.kind == 'refused' and 'without sending any of the snapshot' in caught.value.msg
+
+
+def test_a_message_without_snapshot_bytes_cannot_end_the_stream():
+    # 400 bytes with 100 announced still to come, then an empty message (remaining_bytes reads as 0)
+    stream = grpc_message(response(b'x' * 400, 100)) + grpc_message(b'')
+    with pytest.raises(_h2.H2Error) as caught:
+        play(HEADERS + F(_h2.DATA, _h2.END_STREAM, 1, stream), chunk_size=1)
+    assert caught.value.kind == 'broken' and '100 bytes of the snapshot still to come' in caught.value.msg
