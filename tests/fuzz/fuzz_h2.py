@@ -19,14 +19,11 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), '.build', 'collections'))
 
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'unit', 'plugins', 'module_utils'))
+
 from harness import chunks_of, Target  # noqa: E402  pylint: disable=wrong-import-position
+from test_h2 import HEADERS, TRAILERS, data_frames, grpc_message, response  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.etcdops.etcd.plugins.module_utils import _h2  # noqa: E402
-
-# The response headers and trailers etcd sends (HPACK as recorded from etcd 3.6; not decoded by the reader).
-HEADERS = _h2.frame(_h2.HEADERS, _h2.END_HEADERS, 1, b'\x88\x5f\x8b\x1d\x75\xd0\x62\x0d\x26\x3d\x4c\x4d\x65\x64')
-TRAILERS = _h2.frame(_h2.HEADERS, _h2.END_HEADERS | _h2.END_STREAM, 1,
-                     b'\x40\x88\x9a\xca\xc8\xb2\x12\x34\xda\x8f\x01\x30')
-
 
 class ScriptedPipe(object):
     """The pipe a SnapshotCall reads, fed from chunks: each read gets at most the next chunk."""
@@ -91,46 +88,15 @@ def one_input(data):
     assert pipe.sent <= len(stream) + 4096, 'sent %d bytes for %d received' % (pipe.sent, len(stream))
 
 
-def _varint(value):
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7f) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(number, value):
-    if isinstance(value, int):
-        return _varint(number << 3) + _varint(value)
-    return _varint((number << 3) | 2) + _varint(len(value)) + value
-
-
 def _grpc_stream(size, piece):
-    """The gRPC messages of a snapshot of size bytes in pieces, header first, remaining_bytes counting down."""
+    """The gRPC messages of a snapshot of size bytes in pieces (test_h2's SnapshotResponse), remaining_bytes
+    counting down, the version in the last one."""
     data = bytes(bytearray((index * 7 + 3) & 0xff for index in range(size)))
     out = []
-    sent = 0
-    header = _field(1, _field(1, 0x1234567890abcdef) + _field(2, 42) + _field(3, 1000) + _field(4, 7))
     for offset in range(0, size, piece):
-        blob = data[offset:offset + piece]
-        sent += len(blob)
-        body = header + (_field(2, size - sent) if size - sent else b'') + _field(3, blob)
-        if size == sent:
-            body += _field(4, b'3.6.0')
-        out.append(b'\x00' + struct.pack('>I', len(body)) + body)
+        left = max(0, size - offset - piece)
+        out.append(grpc_message(response(data[offset:offset + piece], left, None if left else b'3.6.0')))
     return b''.join(out)
-
-
-def _frames(stream, size, padded=False):
-    frames = []
-    for offset in range(0, len(stream), size):
-        piece = stream[offset:offset + size]
-        if padded:
-            frames.append(_h2.frame(_h2.DATA, _h2.PADDED, 1, b'\x02' + piece + b'\x00\x00'))
-        else:
-            frames.append(_h2.frame(_h2.DATA, 0, 1, piece))
-    return b''.join(frames)
 
 
 def seeds():
@@ -140,13 +106,14 @@ def seeds():
     for size, piece, frame_size, head, padded in ((3000, 1000, 16384, 0, False), (20000, 4096, 1000, 1, True),
                                                   (40000, 32768, 16384, 0xc2, False), (0, 1, 100, 0, False)):
         stream = _grpc_stream(size, piece) if size else b''
-        body = settings + HEADERS + ping + update + _frames(stream, frame_size, padded) + TRAILERS
+        body = settings + HEADERS + ping + update + b''.join(data_frames(stream, frame_size, padded)) + TRAILERS
         count = 1 + (head & 3)
         yield bytes([head]) + struct.pack('<%dH' % count, *([4095, 12, 65535, 0][:count])) + body
     # header blocks in CONTINUATIONs, a GOAWAY, a reset
-    yield b'\x00\xff\x0f' + _h2.frame(_h2.HEADERS, 0, 1, HEADERS[9:12]) + _h2.frame(
-        _h2.CONTINUATION, _h2.END_HEADERS, 1, HEADERS[12:]) + _frames(_grpc_stream(500, 100), 200) + _h2.frame(
-            _h2.GOAWAY, 0, 0, b'\x00\x00\x00\x01\x00\x00\x00\x00') + TRAILERS
+    continued = _h2.frame(_h2.HEADERS, 0, 1, HEADERS[9:12]) + _h2.frame(_h2.CONTINUATION, _h2.END_HEADERS, 1,
+                                                                         HEADERS[12:])
+    goaway = _h2.frame(_h2.GOAWAY, 0, 0, b'\x00\x00\x00\x01\x00\x00\x00\x00')
+    yield b'\x00\xff\x0f' + continued + b''.join(data_frames(_grpc_stream(500, 100), 200)) + goaway + TRAILERS
     yield b'\x00\xff\x0f' + HEADERS + _h2.frame(_h2.RST_STREAM, 0, 1, b'\x00\x00\x00\x08')
 
 
