@@ -25,6 +25,7 @@ from harness import chunks_of, Target  # noqa: E402  pylint: disable=wrong-impor
 from test_h2 import HEADERS, TRAILERS, data_frames, grpc_message, response  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.etcdops.etcd.plugins.module_utils import _h2  # noqa: E402
 
+
 class ScriptedPipe(object):
     """The pipe a SnapshotCall reads, fed from chunks: each read gets at most the next chunk."""
 
@@ -110,8 +111,8 @@ def seeds():
         count = 1 + (head & 3)
         yield bytes([head]) + struct.pack('<%dH' % count, *([4095, 12, 65535, 0][:count])) + body
     # header blocks in CONTINUATIONs, a GOAWAY, a reset
-    continued = _h2.frame(_h2.HEADERS, 0, 1, HEADERS[9:12]) + _h2.frame(_h2.CONTINUATION, _h2.END_HEADERS, 1,
-                                                                         HEADERS[12:])
+    continued = _h2.frame(_h2.HEADERS, 0, 1, HEADERS[9:12])
+    continued += _h2.frame(_h2.CONTINUATION, _h2.END_HEADERS, 1, HEADERS[12:])
     goaway = _h2.frame(_h2.GOAWAY, 0, 0, b'\x00\x00\x00\x01\x00\x00\x00\x00')
     yield b'\x00\xff\x0f' + continued + b''.join(data_frames(_grpc_stream(500, 100), 200)) + goaway + TRAILERS
     yield b'\x00\xff\x0f' + HEADERS + _h2.frame(_h2.RST_STREAM, 0, 1, b'\x00\x00\x00\x08')
