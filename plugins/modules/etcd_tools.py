@@ -9,7 +9,7 @@ DOCUMENTATION = r'''
 ---
 module: etcd_tools
 short_description: Stage etcdctl and etcdutl of the cluster's etcd version on a control-plane host
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Makes sure C(<dest>/<version>/) holds C(etcdctl) and C(etcdutl) (only C(etcdctl) on etcd 3.4, which has no
     C(etcdutl)) of exactly the version the cluster's etcd runs, so that a restore finds a version-matched tool
