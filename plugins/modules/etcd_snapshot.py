@@ -155,7 +155,8 @@ options:
   etcdutl:
     description:
       - With O(state=restored), the path of etcdutl (or etcdctl on etcd 3.4), or the directory holding it.
-        Default, C(/usr/local/bin), C(/usr/bin), C(/bin) and C(/opt/bin), etcdutl first.
+        Default, C(/var/lib/etcdops/tools/<version>) when M(etcdops.etcd.etcd_tools) staged the version the
+        member's manifest names there, else C(/usr/local/bin), C(/usr/bin), C(/bin) and C(/opt/bin), etcdutl first.
     type: path
   bump_revision:
     description:
@@ -564,6 +565,7 @@ from ansible_collections.etcdops.etcd.plugins.module_utils._client import (
     connection_argument_spec,
 )
 from ansible_collections.etcdops.etcd.plugins.module_utils._manifest import ManifestError, StaticPodManifest
+from ansible_collections.etcdops.etcd.plugins.module_utils._tools import DEFAULT_DEST as STAGED_TOOLS
 from ansible_collections.etcdops.etcd.plugins.module_utils._restore import (
     DEFAULT_BUMP_REVISION,
     RestoreError,
@@ -883,8 +885,13 @@ def state_restored(module):
                     'its plan)' % '; '.join(running))
 
     # 4. the tool of the server's line
+    location = params['etcdutl']
+    if not location and server_version:
+        staged = os.path.join(STAGED_TOOLS, server_version)  # where etcd_tools staged the server's own version
+        if os.path.isdir(staged):
+            location = staged
     try:
-        tool = detect_tool(params['etcdutl'], module)
+        tool = detect_tool(location, module)
     except RestoreError as error:
         module.fail_json(msg='%s; nothing was changed' % error.msg, error_kind=error.kind, **result)
     result['tool'] = tool.as_dict()

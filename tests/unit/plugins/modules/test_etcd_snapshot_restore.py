@@ -686,3 +686,20 @@ def test_a_restore_waits_for_the_one_still_running_and_then_finds_it_done(host):
     out = restore(host).result
     assert time.monotonic() - started >= 0.4 and not out['changed'] and 'by another run' in out['msg'], out
     assert len(host['tool'].restores) == 1
+
+
+def test_the_tools_etcd_tools_staged_for_the_members_version_are_taken_first(host, monkeypatch):
+    staged = host['root'] / 'tools'
+    monkeypatch.setattr(etcd_snapshot, 'STAGED_TOOLS', str(staged))
+    (staged / '3.6.1').mkdir(parents=True)  # another version than the manifest's 3.5.16: never taken
+    shutil.copy(host['bin'] + '/etcdutl', str(staged / '3.6.1' / 'etcdutl'))
+    result = restore(host, etcdutl=None, _ansible_check_mode=True)
+    assert str(staged) not in str(result.result.get('tool'))
+    (staged / '3.5.16').mkdir()
+    shutil.copy(host['bin'] + '/etcdutl', str(staged / '3.5.16' / 'etcdutl'))
+    result = restore(host, etcdutl=None)
+    assert not result.failed, result.result
+    assert result.result['tool']['path'] == str(staged / '3.5.16' / 'etcdutl')
+    assert host['tool'].restores[0][0][0] == str(staged / '3.5.16' / 'etcdutl')
+    # a path given wins
+    assert restore(host, force=True).result['tool']['path'] == host['bin'] + '/etcdutl'
