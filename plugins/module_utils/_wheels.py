@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -151,8 +150,8 @@ def choose_wheels(directory, host):
     if misfits:
         raise WheelError('%d wheels in %s do not fit this host (%s): %s; build the wheelhouse for this host\'s '
                          'Python, architecture and glibc (an architecture without wheels for these packages '
-                         'cannot run the collection)' % (len(misfits), directory, host.describe(),
-                                                          ', '.join(misfits[:5])), kind='wheel')
+                         'cannot run the collection)'
+                         % (len(misfits), directory, host.describe(), ', '.join(misfits[:5])), kind='wheel')
     return [chosen[project] for project in sorted(chosen)]
 
 
@@ -264,19 +263,17 @@ def unpack(plans, into):
                 os.chmod(full, 0o644)
 
 
-def import_check(python, tree, imports):
-    """None when python imports every module of imports with tree first on sys.path, else what failed."""
-    env = dict(os.environ, PYTHONPATH=tree)
-    env.pop('PYTHONHOME', None)
+def import_check(module, python, tree, imports):
+    """None when python imports every module of imports with tree first on sys.path, else what failed.
+    module: what runs commands (AnsibleModule.run_command's signature)."""
     code = 'import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n'
     try:
-        proc = subprocess.run([python, '-c', code] + list(imports), env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=120, check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
+        rc, dummy, err = module.run_command([python, '-c', code] + list(imports), environ_update={'PYTHONPATH': tree})
+    except (OSError, IOError) as exc:
         return 'cannot run %s: %s' % (python, exc)
-    if proc.returncode != 0:
-        lines = proc.stderr.decode('utf-8', 'replace').strip().splitlines()
-        return lines[-1] if lines else 'exit %d' % proc.returncode
+    if rc != 0:
+        lines = (err or '').strip().splitlines()
+        return lines[-1] if lines else 'exit %d' % rc
     return None
 
 

@@ -12,14 +12,14 @@ short_description: Install the collection's Python packages on a host from wheel
 version_added: 0.2.0
 description:
   - Installs the Python packages the collection's modules need (C(requirements.txt)) on a control-plane host that
-    has python3 and nothing else: no pip, no venv, no network. The wheels come from O(wheelhouse), a directory on
+    has python3 and nothing else (no pip, no venv, no network). The wheels come from O(wheelhouse), a directory on
     the host that the controller filled with wheels built for this host's Python version, architecture and glibc.
   - Every wheel is checked against the host before anything is written (one of another Python or architecture,
     or a project there twice, is refused), unpacked with bounds (no name leaving the directory, no links, at most
     1 GiB in all) into C(<dest>/trees/<fingerprint>), and each module of O(imports) imported from there. Then
     C(<dest>/current) is switched to it by one rename, and C(<dest>/bin/python3) runs the host's python3 with it
-    first on C(sys.path): give that as C(ansible_python_interpreter) to the collection's modules. The system
-    Python is never changed; earlier trees are kept.
+    first on C(sys.path), the interpreter to give the collection's modules as C(ansible_python_interpreter).
+    The system Python is never changed; earlier trees are kept.
   - Runs on any python3 from 3.9 with the standard library only.
 author:
   - etcdops maintainers (@etcdops)
@@ -136,9 +136,9 @@ def main():
         result['tree'] = tree
         wrapper = wrapper_text(python, current)
         linked = os.path.islink(current) and os.readlink(current) == os.path.join('trees', name)
-        if linked and _read(interpreter) == wrapper and import_check(python, current, params['imports']) is None:
+        if linked and _read(interpreter) == wrapper and import_check(module, python, current, params['imports']) is None:
             module.exit_json(msg='the collection\'s Python packages are installed for %s' % host.describe(), **result)
-        built = os.path.isdir(tree) and import_check(python, tree, params['imports']) is None
+        built = os.path.isdir(tree) and import_check(module, python, tree, params['imports']) is None
         plans = None
         if not built:
             plans, size = plan_members(wheels)
@@ -157,7 +157,7 @@ def main():
                 os.rename(tree, '%s.broken-%d' % (tree, os.getpid()))
             staging = make_staging(os.path.dirname(tree))
             unpack(plans, staging)
-            problem = import_check(python, staging, params['imports'])
+            problem = import_check(module, python, staging, params['imports'])
             if problem is not None:
                 raise WheelError('the packages from %s do not import on %s (%s): build the wheelhouse for this '
                                  'host again; nothing was switched' % (params['wheelhouse'], host.describe(),

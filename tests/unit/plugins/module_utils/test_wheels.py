@@ -2,6 +2,7 @@
 
 import os
 import stat
+import subprocess
 import sys
 import zipfile
 
@@ -11,6 +12,16 @@ from ansible_collections.etcdops.etcd.plugins.module_utils import _wheels
 from ansible_collections.etcdops.etcd.plugins.module_utils._wheels import Host, WheelError
 
 HOST = Host((3, 11), "x86_64", (2, 36))
+
+
+class Runner(object):
+    """AnsibleModule.run_command's signature, run for real."""
+
+    @staticmethod
+    def run_command(argv, environ_update=None):
+        env = dict(os.environ, **(environ_update or {}))
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
 
 
 @pytest.mark.parametrize("name, fits", [
@@ -111,8 +122,8 @@ def test_purelib_and_platlib_go_to_the_top_scripts_do_not(tmp_path):
     _wheels.unpack(plans, str(into))
     assert sorted(os.listdir(str(into))) == ["pkg", "pkg-2.0.dist-info", "pkg_extra.py", "pkg_native.py"]
     assert size == len(b"VALUE = 2\n") + 6 + 6 + len(b"Name: pkg\n")
-    assert _wheels.import_check(sys.executable, str(into), ["pkg", "pkg_extra"]) is None
-    problem = _wheels.import_check(sys.executable, str(into), ["pkg_missing"])
+    assert _wheels.import_check(Runner(), sys.executable, str(into), ["pkg", "pkg_extra"]) is None
+    problem = _wheels.import_check(Runner(), sys.executable, str(into), ["pkg_missing"])
     assert "No module named 'pkg_missing'" in problem
 
 
