@@ -90,8 +90,8 @@ def test_from_the_release_tarball_checked_idempotent_and_truthful_in_check_mode(
     for name in ('etcdctl', 'etcdutl'):
         path = done.result[name]
         assert path == os.path.join(dest, version, name) and os.access(path, os.X_OK)
-        assert ('version: %s' % version) in subprocess.run([path, 'version'], stdout=subprocess.PIPE,
-                                                                check=False).stdout.decode()
+        answer = subprocess.run([path, 'version'], stdout=subprocess.PIPE, check=False).stdout.decode()
+        assert ('version: %s' % version) in answer
     assert sorted(os.listdir(dest)) == [version]  # no staging left behind
     again = run(version=version, archive=archive, archive_sha256=sha256, dest=dest)
     assert not again.failed and not again.result['changed'] and again.result['source'] == 'installed'
