@@ -54,7 +54,7 @@ integration: bootstrap etcd
 molecule: bootstrap
 	$(PYTEST) -m molecule tests/integration
 
-# Not part of `make test` (which runs each target for 10 s): every fuzz target for FUZZ_SECONDS seconds.
+# Not part of `make test` (which runs each target for 5 s): every fuzz target for FUZZ_SECONDS seconds.
 FUZZ_SECONDS ?= 600
 fuzz: bootstrap
 	$(PY) tests/fuzz/run.py --seconds $(FUZZ_SECONDS)

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Every fuzz target in the suite: its seeds and kept findings replayed (nothing but the collection's own errors
-escapes), then a short atheris run (FUZZ_SECONDS_IN_SUITE, default 10 s a target; ``make fuzz`` runs longer)."""
+escapes), then a short atheris run (FUZZ_SECONDS_IN_SUITE, default 5 s a target; ``make fuzz`` runs longer)."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -19,7 +19,7 @@ import run  # noqa: E402  pylint: disable=wrong-import-position
 
 pytestmark = pytest.mark.fuzz
 NAMES = run.target_names()
-SECONDS = int(os.environ.get('FUZZ_SECONDS_IN_SUITE', '10'))
+SECONDS = int(os.environ.get('FUZZ_SECONDS_IN_SUITE', '5'))
 
 
 def test_there_are_targets():

@@ -107,6 +107,10 @@ def test_ansible_test_sanity(tmp_path, core):
     env["PATH"] = ":".join([str(ansible_test.parent), str(shims)] + path)
     install_get_pip_standin(ansible_test)
     cmd = [str(ansible_test), "sanity", "--color", "no", "--venv", "--requirements"]
+    if core != "dev":
+        # The oldest core checks what depends on the core (imports, compile, validate-modules, ansible-doc...);
+        # its older pylint adds nothing the newest one does not find, and costs a minute of the suite's hour.
+        cmd += ["--skip-test", "pylint"]
     out = run(cmd, cwd=dest, env=env)
     print(out[-3000:])
     print("target pythons tested:", ", ".join(versions))
