@@ -29,6 +29,7 @@ import tarfile
 import tempfile
 import time
 
+from ansible_collections.etcdops.etcd.plugins.module_utils._disk import shortfall
 from ansible_collections.etcdops.etcd.plugins.module_utils._restore import RestoreError, tool_version
 
 DEFAULT_DEST = '/var/lib/etcdops/tools'
@@ -194,23 +195,10 @@ def extract_tools(path, names, into):
 
 # -- staging --------------------------------------------------------------------------------------------------
 
-def free_bytes(directory):
-    """Free bytes for us in directory, or of its nearest existing parent."""
-    while not os.path.isdir(directory):
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            break
-        directory = parent
-    info = os.statvfs(directory)
-    return info.f_bavail * info.f_frsize
-
-
 def need_space(dest, sizes):
-    needed = sum(sizes) + MARGIN_BYTES
-    free = free_bytes(dest)
-    if free < needed:
-        raise ToolsError('%s has %d MiB free, %d MiB are needed for the etcd tools: free some space or give another '
-                         'dest' % (dest, free // (1024 * 1024), needed // (1024 * 1024) + 1), kind='no_space')
+    problem = shortfall(dest, sum(sizes) + MARGIN_BYTES, 'the etcd tools')
+    if problem:
+        raise ToolsError(problem, kind='no_space')
 
 
 def make_staging(dest, version):

@@ -25,6 +25,8 @@ import sys
 import tempfile
 import zipfile
 
+from ansible_collections.etcdops.etcd.plugins.module_utils._disk import shortfall
+
 MIN_PYTHON = (3, 9)
 MAX_MEMBERS = 50000                      # botocore, the largest, has about 4,000 files
 MAX_TOTAL_BYTES = 1024 * 1024 * 1024     # unpacked, all wheels together (about 150 MB in practice)
@@ -218,22 +220,10 @@ def plan_members(wheels):
     return plans, total
 
 
-def free_bytes(directory):
-    while not os.path.isdir(directory):
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            break
-        directory = parent
-    info = os.statvfs(directory)
-    return info.f_bavail * info.f_frsize
-
-
 def need_space(dest, size):
-    needed = size + MARGIN_BYTES
-    free = free_bytes(dest)
-    if free < needed:
-        raise WheelError('%s has %d MiB free; the collection\'s Python packages need %d MiB: free some space or give '
-                         'another dest' % (dest, free // (1024 * 1024), needed // (1024 * 1024) + 1), kind='no_space')
+    problem = shortfall(dest, size + MARGIN_BYTES, 'the collection\'s Python packages')
+    if problem:
+        raise WheelError(problem, kind='no_space')
 
 
 def unpack(plans, into):

@@ -120,10 +120,11 @@ def test_only_our_staging_directories_are_ever_removed(tmp_path):
 
 
 def test_not_enough_space_says_how_much_is_needed(tmp_path, monkeypatch):
-    monkeypatch.setattr(_tools, "free_bytes", lambda directory: 5 * 1024 * 1024)
+    from ansible_collections.etcdops.etcd.plugins.module_utils import _disk
+    monkeypatch.setattr(_disk, "free_bytes", lambda directory: 5 * 1024 * 1024)
     with pytest.raises(ToolsError) as caught:
         _tools.need_space(str(tmp_path), [30 * 1024 * 1024])
-    assert caught.value.kind == "no_space" and "5 MiB free, 47 MiB are needed" in caught.value.msg
+    assert caught.value.kind == "no_space" and "5 MiB free; the etcd tools need 47 MiB" in caught.value.msg
 
 
 def test_running_sources_are_the_executables_directory_inside_the_container(tmp_path):
