@@ -78,12 +78,22 @@ MAX_HEADER_BLOCK = 64 * 1024
 # sends a handful between messages; a peer that sends more is flooding (every PING and SETTINGS is answered).
 MAX_IDLE_FRAMES = 1000
 MAX_WINDOW = 2 ** 31 - 1
+# Deadlines beside the caller's timeout for the whole stream: no byte for STALL_TIMEOUT seconds ends the call, and
+# the whole-stream deadline grows with the size the first message announces (at SCALE_RATE bytes a second, sizes
+# counted up to MAX_SCALED_SIZE), so that an 8 GiB database is not cut off by a timeout meant for a small one.
+STALL_TIMEOUT = 60.0
+SCALE_RATE = 8 * 1024 * 1024
+MAX_SCALED_SIZE = 64 * 1024 * 1024 * 1024
 DEFAULT_CHUNK_SIZE = 256 * 1024   # blobs are handed on in chunks of about this size
 
 _FRAME_HEADER = struct.Struct('>BHBBI')   # 24-bit length as byte + short, type, flags, stream id
 _ERROR_CODES = ('NO_ERROR', 'PROTOCOL_ERROR', 'INTERNAL_ERROR', 'FLOW_CONTROL_ERROR', 'SETTINGS_TIMEOUT',
                 'STREAM_CLOSED', 'FRAME_SIZE_ERROR', 'REFUSED_STREAM', 'CANCEL', 'COMPRESSION_ERROR',
                 'CONNECT_ERROR', 'ENHANCE_YOUR_CALM', 'INADEQUATE_SECURITY', 'HTTP_1_1_REQUIRED')
+
+
+class Stalled(socket.timeout):
+    """No byte came for the stall timeout."""
 
 
 class H2Error(Exception):
@@ -359,11 +369,16 @@ class PlainPipe(object):
     def __init__(self, sock):
         self.sock = sock
         self.deadline = None  # time.monotonic() after which a read raises socket.timeout
+        self.stall = None     # seconds without a byte after which a read raises Stalled
+        self._progress = None
         self._poller = None
 
-    def stream(self, deadline):
-        """Switch to non-blocking reads bounded by deadline (None: unbounded)."""
+    def stream(self, deadline, stall=None):
+        """Switch to non-blocking reads bounded by deadline (None: unbounded) and by stall seconds without a
+        byte (None: no bound)."""
         self.deadline = deadline
+        self.stall = stall
+        self._progress = time.monotonic()
         self.sock.setblocking(False)
         self._poller = select.poll()
         self._poller.register(self.sock.fileno(), select.POLLIN)
@@ -375,11 +390,17 @@ class PlainPipe(object):
 
     def _wait(self, events=None):
         wait = POLL_MS
+        now = time.monotonic()
         if self.deadline is not None:
-            left = self.deadline - time.monotonic()
+            left = self.deadline - now
             if left <= 0:
                 raise socket.timeout('timed out')
             wait = min(wait, int(left * 1000) + 1)
+        if self.stall is not None:
+            quiet = now - self._progress
+            if quiet >= self.stall:
+                raise Stalled('no byte came for %.1f s' % self.stall)
+            wait = min(wait, int((self.stall - quiet) * 1000) + 1)
         if events is None:
             self._poller.poll(wait)
         else:
@@ -392,9 +413,11 @@ class PlainPipe(object):
         while True:
             self._wait()
             try:
-                return self.sock.recv_into(view, size)
+                count = self.sock.recv_into(view, size)
             except (BlockingIOError, InterruptedError):
                 continue
+            self._progress = time.monotonic()
+            return count
 
     recv_into = recv_raw
 
@@ -530,29 +553,32 @@ class SnapshotCall(object):
 
     host, port: where to connect; context: an ssl.SSLContext (tls_context) or None for cleartext; token: etcd's
     auth token (bytes or str) or None; dial_timeout: seconds to connect and shake hands; timeout: seconds for
-    the whole stream (None: no bound); window: the HTTP/2 flow-control window of the stream, what the server may
+    the whole stream (None: no bound), extended to the size the member announces at SCALE_RATE; stall_timeout:
+    seconds without a byte that end the call (None: no bound); window: the HTTP/2 flow-control window of the stream, what the server may
     send ahead of what was read. The chunks are bytearrays owned by the caller.
     """
 
-    def __init__(self, host, port, context=None, token=None, dial_timeout=2.0, timeout=None,
-                 window=DEFAULT_STREAM_WINDOW, chunk_size=DEFAULT_CHUNK_SIZE):
+    def __init__(self, host, port, context=None, token=None, dial_timeout=2.0, timeout=None,  # pylint: disable=too-many-arguments
+                 window=DEFAULT_STREAM_WINDOW, chunk_size=DEFAULT_CHUNK_SIZE, stall_timeout=STALL_TIMEOUT):
         self.host = host
         self.port = port
         self.context = context
         self.token = token
         self.dial_timeout = dial_timeout
         self.timeout = timeout
+        self.stall_timeout = stall_timeout
         self.window = max(DEFAULT_WINDOW, int(window or DEFAULT_STREAM_WINDOW))
         self.chunk_size = chunk_size
         self.received = 0  # blob bytes handed on
         self.frames = 0    # DATA frames read (for tests and benchmarks)
         self._sock = None
         self._deadline = None
+        self._started = None
 
     # -- connection ---------------------------------------------------------------------------------
 
     def _connect(self):
-        started = time.monotonic()
+        self._started = started = time.monotonic()
         if self.timeout is not None:
             self._deadline = started + self.timeout
         try:
@@ -612,9 +638,14 @@ class SnapshotCall(object):
         self._connect()
         try:
             yield from self._messages()
+        except Stalled as exc:
+            raise H2Error('the snapshot stream from %s:%s stalled after %d bytes: %s' % (
+                self.host, self.port, self.received, exc), 'timeout', self.received)
         except socket.timeout:
-            raise H2Error('the snapshot stream from %s:%s did not end within %ss' % (self.host, self.port,
-                                                                                     self.timeout),
+            raise H2Error('the snapshot stream from %s:%s did not end within %.0f s (the timeout, or the time its size '
+                          'allows at %d MiB/s)' % (self.host, self.port,
+                                                   (self._sock.deadline if self._sock else 0) - (self._started or 0),
+                                                   SCALE_RATE // (1024 * 1024)),
                           'timeout', self.received)
         except (OSError, socket.error, ssl.SSLError) as exc:
             raise H2Error('the snapshot stream from %s:%s broke after %d bytes: %s' % (
@@ -637,8 +668,9 @@ class SnapshotCall(object):
         ended = False
         decoder = SnapshotDecoder(self.chunk_size)
         state = _PeerState(self._fail)
-        self._sock.stream(self._deadline)
+        self._sock.stream(self._deadline, self.stall_timeout)
         lowat = True
+        scaled = self._deadline is None
         while not ended:
             # one whole frame in buf[start:end]
             while True:
@@ -697,6 +729,11 @@ class SnapshotCall(object):
                         self.received += len(chunk[0])
                         yield chunk
                     del decoder.ready[:]
+                if not scaled and decoder.remaining is not None:
+                    # the size is known: the whole-stream deadline grows with it (never shrinks)
+                    size = min(self.received + decoder.remaining, MAX_SCALED_SIZE)
+                    self._sock.deadline = max(self._deadline, self._started + size / float(SCALE_RATE))
+                    scaled = True
                 if unacknowledged >= half_window:
                     increment = struct.pack('>I', unacknowledged)
                     self._send(frame(WINDOW_UPDATE, 0, 0, increment) + frame(WINDOW_UPDATE, 0, STREAM_ID, increment))

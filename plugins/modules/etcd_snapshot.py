@@ -109,6 +109,9 @@ options:
   timeout:
     description:
       - Seconds the whole stream from one member may take before it is abandoned and the next member is asked.
+      - Read with the collection's HTTP/2 reader, the deadline grows with the size the member announces (the
+        time it takes at 8 MiB/s, when that is longer), and a stream that sends no byte for 60 s is abandoned
+        at once.
     type: float
     default: 900.0
   data_dir:

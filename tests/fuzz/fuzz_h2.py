@@ -35,7 +35,7 @@ class ScriptedPipe(object):
         self.offset = 0
         self.sent = 0
 
-    def stream(self, deadline):
+    def stream(self, deadline, stall=None):
         pass
 
     def set_lowat(self, size):

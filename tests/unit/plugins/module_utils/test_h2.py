@@ -498,7 +498,7 @@ class ScriptedPipe(object):
         self.pos = 0
         self.sent = []
 
-    def stream(self, deadline):
+    def stream(self, deadline, stall=None):
         pass
 
     def set_lowat(self, size):
@@ -637,3 +637,29 @@ def test_a_message_without_snapshot_bytes_cannot_end_the_stream():
     with pytest.raises(_h2.H2Error) as caught:
         play(HEADERS + F(_h2.DATA, _h2.END_STREAM, 1, stream), chunk_size=1)
     assert caught.value.kind == 'broken' and '100 bytes of the snapshot still to come' in caught.value.msg
+
+
+def test_a_stream_that_stalls_ends_after_the_stall_timeout_not_the_whole_timeout():
+    dummy, dummy, bodies = snapshot_messages(100 * 1024)
+    stream = b''.join(grpc_message(body) for body in bodies)
+    server = Server([HEADERS] + data_frames(stream[:40000], 16384) + [5])
+    started = time.monotonic()
+    with pytest.raises(_h2.H2Error) as caught:
+        list(call(server, timeout=30, stall_timeout=0.5, chunk_size=1))
+    assert caught.value.kind == 'timeout' and 'stalled after' in caught.value.msg and 'no byte came for 0.5 s' in caught.value.msg
+    assert time.monotonic() - started < 4
+
+
+def test_the_whole_stream_deadline_grows_with_the_size_the_member_announces(monkeypatch):
+    whole, dummy, bodies = snapshot_messages(200 * 1024)
+    stream = b''.join(grpc_message(body) for body in bodies)
+    script = [HEADERS] + data_frames(stream[:40000], 16384) + [1.2] + data_frames(stream[40000:], 16384) + [TRAILERS]
+    # 200 KiB at 100 KiB/s: 2 s allowed, more than the 0.8 s timeout
+    monkeypatch.setattr(_h2, 'SCALE_RATE', 100 * 1024)
+    chunks = list(call(Server(script), timeout=0.8, chunk_size=1))
+    assert b''.join(bytes(chunk) for chunk, dummy in chunks) == whole
+    # at 1 MiB/s the same size allows only the timeout: the pause is too long
+    monkeypatch.setattr(_h2, 'SCALE_RATE', 1024 * 1024)
+    with pytest.raises(_h2.H2Error) as caught:
+        list(call(Server(script), timeout=0.8, chunk_size=1))
+    assert caught.value.kind == 'timeout' and 'did not end within 1 s' in caught.value.msg
