@@ -149,23 +149,23 @@ def _manifest(path):
 
 
 def _from_running(module, manifest, manifest_problem, version, names):
-    """(pid, name -> path) of a running member's tools of version, or (None, why not)."""
+    """(pid, name -> path, None) of a running member's tools of version, or (None, None, why not)."""
     if manifest is None:
-        return None, 'no running member to copy from: %s' % manifest_problem
+        return None, None, 'no running member to copy from: %s' % manifest_problem
     watcher = PodWatcher([manifest], module.run_command, crictl=None)
     if not watcher.can_read_processes:
-        return None, '%s has no command to find its process by' % manifest.path
+        return None, None, '%s has no command to find its process by' % manifest.path
     processes = watcher.processes()
     if not processes:
-        return None, 'no etcd process of %s runs on this host' % manifest.path
+        return None, None, 'no etcd process of %s runs on this host' % manifest.path
     reasons = []
     for pid, directory in running_sources(processes):
         candidate = dict((name, os.path.join(directory, name)) for name in names)
         problem = check_tools(module, candidate, version)
         if problem is None:
-            return pid, candidate
+            return pid, candidate, None
         reasons.append('process %d: %s' % (pid, problem))
-    return None, '; '.join(reasons) or 'the etcd process cannot be read (run as root)'
+    return None, None, '; '.join(reasons) or 'the etcd process cannot be read (run as root)'
 
 
 def main():
@@ -205,20 +205,16 @@ def main():
         module.exit_json(source='installed', msg='etcd %s tools at %s' % (version, target), **result)
 
     try:
-        pid, running = None, None
-        why_not = []
+        pid, running, why_not = None, None, None
         if params['source'] in ('auto', 'running'):
-            pid, running = _from_running(module, manifest, manifest_problem, version, names)
-            if pid is None:
-                why_not.append(running)
-                running = None
+            pid, running, why_not = _from_running(module, manifest, manifest_problem, version, names)
         if running is None and params['source'] in ('auto', 'archive') and params['archive']:
             check_archive(params['archive'], params['archive_sha256'])
         elif running is None:
             raise ToolsError('no source of etcd %s tools on this host (%s; %s): let this run while the member of '
                              'version %s runs, or give archive and archive_sha256 (etcd\'s release tarball '
                              'etcd-v%s-linux-<arch>.tar.gz, this host is %s)' % (
-                                 version, target, '; '.join([problem] + why_not), version, version,
+                                 version, target, '; '.join(r for r in (problem, why_not) if r), version, version,
                                  platform.machine()), kind='no_source')
     except ToolsError as exc:
         module.fail_json(msg=exc.msg, kind=exc.kind, **result)
